@@ -1,0 +1,42 @@
+"""The ``abqlab`` command: ``abqlab model=smollm2-135m quant=w4a8 calib=rtn`` (Hydra overrides)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from abqlab.config import register_configs
+
+CONF_DIR = Path(os.environ.get("ABQLAB_CONF", Path(__file__).resolve().parents[2] / "conf"))
+
+register_configs()
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> int:
+    """Validate, then run; exits 2 on a bad config, 1 on a failed single run."""
+    from abqlab.pipeline import run
+    from abqlab.validate import ConfigError, check_run
+
+    try:
+        check_run(cfg)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    record = run(cfg, run_dir, Path(to_absolute_path(cfg.results_store)))
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in record.get("metrics", {}).items())
+    print(f"[{record['status']}] {cfg.quant.name} {cfg.calib.method}: {summary} → {run_dir}")
+    if record["status"] == "failed" and HydraConfig.get().mode.name == "RUN":
+        sys.exit(1)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: fast perplexity here, lm-eval tasks beside it."""

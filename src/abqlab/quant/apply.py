@@ -1,0 +1,76 @@
+"""Turn a float model into a fake-quantized one as a ``QuantConfig`` says."""
+
+from __future__ import annotations
+
+import fnmatch
+
+from torch import nn
+
+from abqlab.config import QuantConfig
+from abqlab.models.arch import ArchSpec, blocks_of, get_module, set_module
+from abqlab.quant.attention import register_attention
+from abqlab.quant.fake_linear import FakeQuantLinear
+from abqlab.quant.spec import FP_BITS, PER_CHANNEL, QuantSpec
+
+
+def weight_spec(cfg: QuantConfig) -> QuantSpec | None:
+    """The weight quantizer, or None when weights stay in float."""
+    if cfg.w_bits == FP_BITS:
+        return None
+    return QuantSpec(cfg.w_bits, cfg.w_sym, cfg.w_group, cfg.w_bit_balance, cfg.w_partial_group)
+
+
+def act_spec(cfg: QuantConfig) -> QuantSpec | None:
+    """The dynamic activation quantizer (per token by default), or None."""
+    if cfg.a_bits == FP_BITS:
+        return None
+    return QuantSpec(cfg.a_bits, cfg.a_sym, cfg.a_group)
+
+
+def qkv_specs(cfg: QuantConfig) -> dict[str, QuantSpec]:
+    """Quantizers for the attention-matmul inputs (per token and head)."""
+    bits = {"q": cfg.q_bits, "k": cfg.k_bits, "v": cfg.v_bits}
+    return {role: QuantSpec(b, cfg.kv_sym, PER_CHANNEL) for role, b in bits.items() if b != FP_BITS}
+
+
+def is_quantized(cfg: QuantConfig) -> bool:
+    return any(b != FP_BITS for b in (cfg.w_bits, cfg.a_bits, cfg.q_bits, cfg.k_bits, cfg.v_bits))
+
+
+def quantize_block(block: nn.Module, arch: ArchSpec, cfg: QuantConfig, prefix: str) -> None:
+    """Replace the block's linears with ``FakeQuantLinear`` and set q/k/v quantizers."""
+    for path in arch.linears:
+        full_name = f"{prefix}.{path}"
+        if any(fnmatch.fnmatch(full_name, pattern) for pattern in cfg.skip):
+            continue
+        linear = get_module(block, path)
+        if isinstance(linear, FakeQuantLinear):
+            continue
+        set_module(block, path, FakeQuantLinear(linear, weight_spec(cfg), act_spec(cfg), full_name))
+    specs = qkv_specs(cfg)
+    if specs:
+        get_module(block, arch.attention).abqlab_qkv = specs
+
+
+def use_abqlab_attention(model: nn.Module) -> None:
+    """Route attention through the implementation that can quantize q/k/v and record maps."""
+    model.set_attn_implementation(register_attention())
+
+
+def quantize_model(model: nn.Module, arch: ArchSpec, cfg: QuantConfig) -> nn.Module:
+    """Fake-quantize every block in place (embeddings and lm_head stay in float)."""
+    use_abqlab_attention(model)
+    for index, block in enumerate(blocks_of(model, arch)):
+        quantize_block(block, arch, cfg, f"{arch.blocks}.{index}")
+    return model
+
+
+def fake_quant_linears(model: nn.Module) -> list[FakeQuantLinear]:
+    """All fake-quant linears, in module order."""
+    return [m for m in model.modules() if isinstance(m, FakeQuantLinear)]
+
+
+def freeze_model(model: nn.Module) -> None:
+    """Cache every quantized weight for fast evaluation."""
+    for module in fake_quant_linears(model):
+        module.freeze()

@@ -1,0 +1,50 @@
+"""Export quantized linears as integer codes + scales + zero points (what kernels consume)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from abqlab.quant.fake_linear import FakeQuantLinear
+from abqlab.quant.quantizer import quantize_codes
+from abqlab.quant.spec import FP_BITS
+
+
+def export_linear(module: FakeQuantLinear) -> dict[str, Any]:
+    """Codes (uint8, [out, in]), scale and zero ([out, n_groups]) with W = (code - zero) · scale.
+
+    Call after calibration is baked: any remaining transforms or clipping are applied first.
+    """
+    if module.w_spec is None:
+        raise ValueError(f"{module.name}: weights are not quantized; nothing to export")
+    weight, bias = module.transformed()
+    spec = module.w_spec
+    lo, hi = (None, None)
+    if module.clip is not None:
+        lo, hi = module.clip(module.grouped(weight))
+    codes, scale, zero = quantize_codes(weight, spec, lo, hi)
+    group_size = weight.shape[1] if spec.group <= 0 else spec.group
+    if spec.group == 0:  # per tensor: one scale for every row
+        scale, zero = scale.expand(weight.shape[0], 1), zero.expand(weight.shape[0], 1)
+    a_spec = module.a_spec
+    return {
+        "qweight": codes,
+        "scale": scale.reshape(weight.shape[0], -1).float().contiguous(),
+        "zero": zero.reshape(weight.shape[0], -1).float().contiguous(),
+        "group_size": group_size,
+        "w_bits": spec.bits,
+        "w_levels": spec.levels,
+        "a_bits": FP_BITS if a_spec is None else a_spec.bits,
+        "a_sym": bool(a_spec.sym) if a_spec is not None else False,
+        "bias": None if bias is None else bias.detach().float().clone(),
+    }
+
+
+def export_model(model: torch.nn.Module) -> dict[str, dict[str, Any]]:
+    """Every quantized linear's export, keyed by its module name."""
+    return {
+        module.name: export_linear(module)
+        for module in model.modules()
+        if isinstance(module, FakeQuantLinear) and module.w_spec is not None
+    }

@@ -1,0 +1,115 @@
+"""A Linear that fake-quantizes its weight and its input activation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from abqlab.quant.quantizer import fake_quant, fake_quant_grouped, from_groups, qparams, to_groups
+from abqlab.quant.spec import QuantSpec
+
+WeightBias = tuple[torch.Tensor, torch.Tensor | None]
+WeightTransform = Callable[[torch.Tensor, torch.Tensor | None], WeightBias]
+ClipFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class FakeQuantLinear(nn.Module):
+    """Drop-in replacement for ``nn.Linear`` with weight and per-token activation quantization.
+
+    Calibration components hook in without subclassing: ``weight_transforms`` rewrite (weight,
+    bias) before quantization (smoothing, compensation) and ``clip`` returns the (min, max) range
+    of each weight group (learnable clipping). ``bake()`` makes those permanent; ``freeze()``
+    caches the quantized weight for fast evaluation.
+    """
+
+    def __init__(
+        self,
+        linear: nn.Linear,
+        w_spec: QuantSpec | None,
+        a_spec: QuantSpec | None,
+        name: str = "",
+    ) -> None:
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.w_spec = w_spec
+        self.a_spec = a_spec
+        self.name = name
+        self.weight_transforms: list[WeightTransform] = []
+        self.clip: ClipFn | None = None
+        self.quant_enabled = True
+        self.register_buffer("frozen_weight", None, persistent=False)
+        if w_spec is not None and w_spec.group > 0:
+            to_groups(linear.weight.detach()[:1], w_spec.group, w_spec.partial_group)  # checks g
+
+    def transformed(self) -> WeightBias:
+        """Weight and bias after the calibration transforms (before quantization)."""
+        weight, bias = self.weight, self.bias
+        for transform in self.weight_transforms:
+            weight, bias = transform(weight, bias)
+        return weight, bias
+
+    def quantized_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """Fake-quantize ``weight`` with this layer's spec and clipping."""
+        if self.w_spec is None or not self.quant_enabled:
+            return weight
+        grouped = self.grouped(weight)
+        lo, hi = self.clip(grouped) if self.clip is not None else (None, None)
+        scale, zero = qparams(grouped, self.w_spec, lo, hi)
+        return from_groups(fake_quant_grouped(grouped, self.w_spec, scale, zero), weight.shape)
+
+    def grouped(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight`` as [rows, n_groups, group_size] for this layer's weight spec."""
+        assert self.w_spec is not None
+        return to_groups(weight, self.w_spec.group, self.w_spec.partial_group)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.frozen_weight is not None:
+            weight, bias = self.frozen_weight, self.bias
+        else:
+            weight, bias = self.transformed()
+            weight = self.quantized_weight(weight)
+        if self.a_spec is not None and self.quant_enabled:
+            x = fake_quant(x, self.a_spec)
+        return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+    @torch.no_grad()
+    def bake(self) -> None:
+        """Write transforms and clipping into the stored float weight; clear them.
+
+        Clipping is baked by clamping each group to its learned range, which leaves the
+        quantization grid exactly as calibrated.
+        """
+        weight, bias = self.transformed()
+        if self.clip is not None and self.w_spec is not None:
+            grouped = self.grouped(weight)
+            lo, hi = self.clip(grouped)
+            if self.w_spec.sym:
+                amax = torch.maximum(lo.abs(), hi.abs())
+                lo, hi = -amax, amax
+            weight = from_groups(torch.minimum(torch.maximum(grouped, lo), hi), weight.shape)
+        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        if bias is not None:
+            self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.weight_transforms = []
+        self.clip = None
+
+    @torch.no_grad()
+    def freeze(self) -> None:
+        """Cache the quantized weight (call after ``bake``) so forward skips re-quantizing."""
+        weight, _ = self.transformed()
+        self.frozen_weight = self.quantized_weight(weight).detach()
+
+    def unfreeze(self) -> None:
+        self.frozen_weight = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_features}, {self.out_features}, name={self.name}, "
+            f"w={self.w_spec}, a={self.a_spec}"
+        )

@@ -1,0 +1,1 @@
+"""Recording runs: result.json, the results store, wandb."""

@@ -1,0 +1,97 @@
+"""Config checks that run before any model loads: one line naming the key and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from abqlab.calib import METHODS
+from abqlab.models.load import DTYPES, SOURCES, load_config
+from abqlab.quant.spec import FP_BITS
+
+BITS = (*range(1, 9), FP_BITS)
+LOGGER_NAMES = ("wandb", "none")
+LOGGER_MODES = ("offline", "online", "disabled")
+ADD_BOS = ("auto", "true", "false")
+
+
+class ConfigError(ValueError):
+    """A bad config value; ``str()`` is the one line shown to the user."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        super().__init__(f"{key}={value}: allowed: {allowed}")
+
+
+def check_choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(key, value, ", ".join(str(a) for a in allowed))
+
+
+def check_quant(cfg: DictConfig) -> None:
+    q = cfg.quant
+    for key in ("w_bits", "a_bits", "q_bits", "k_bits", "v_bits"):
+        check_choice(f"quant.{key}", q[key], BITS)
+    for key in ("w_group", "a_group"):
+        if q[key] < -1:
+            raise ConfigError(
+                f"quant.{key}", q[key], "-1 (per channel/token), 0 (per tensor), g > 0"
+            )
+    if q.w_bits == 1 and q.w_sym and not q.w_bit_balance:
+        raise ConfigError(
+            "quant.w_sym", True, "false at w_bits=1 (no zero level), or w_bit_balance"
+        )
+    if q.a_bits == 1 and q.a_sym:
+        raise ConfigError("quant.a_sym", True, "false at a_bits=1 (no zero level)")
+
+
+def input_widths(model_config: Any) -> dict[str, int]:
+    """in_features of each kind of linear in a block."""
+    hidden = model_config.hidden_size
+    heads = model_config.num_attention_heads
+    head_dim = getattr(model_config, "head_dim", None) or hidden // heads
+    return {
+        "q/k/v/gate/up": hidden,
+        "o_proj": heads * head_dim,
+        "down_proj": model_config.intermediate_size,
+    }
+
+
+def check_groups(cfg: DictConfig, model_config: Any) -> None:
+    for key in ("w_group", "a_group"):
+        group = cfg.quant[key]
+        if group <= 0 or (key == "w_group" and cfg.quant.w_partial_group):
+            continue
+        widths = input_widths(model_config)
+        bad = {name: width for name, width in widths.items() if width % group}
+        if bad:
+            sizes = ", ".join(f"{n} in_features {w}" for n, w in bad.items())
+            divisors = sorted(
+                {
+                    d
+                    for d in range(8, min(widths.values()) + 1, 8)
+                    if all(w % d == 0 for w in widths.values())
+                }
+            )
+            raise ConfigError(
+                f"quant.{key}",
+                group,
+                f"-1, 0 or a divisor of every width ({sizes} not divisible), "
+                f"e.g. {', '.join(map(str, divisors[:8]))}; or "
+                "quant.w_partial_group=true (shorter last group)",
+            )
+
+
+def check_run(cfg: DictConfig) -> None:
+    """Everything checkable without weights; raises ConfigError."""
+    check_quant(cfg)
+    check_choice("model.source", cfg.model.source, SOURCES)
+    check_choice("model.dtype", cfg.model.dtype, tuple(DTYPES))
+    check_choice("model.add_bos", str(cfg.model.add_bos).lower(), ADD_BOS)
+    if cfg.calib.method not in METHODS:
+        raise ConfigError("calib.method", cfg.calib.method, ", ".join(METHODS.names()))
+    check_choice("logger.name", cfg.logger.name, LOGGER_NAMES)
+    check_choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
+    if cfg.eval.seqlen < 2:
+        raise ConfigError("eval.seqlen", cfg.eval.seqlen, "integers >= 2")
+    check_groups(cfg, load_config(cfg.model))
