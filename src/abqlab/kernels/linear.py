@@ -1,0 +1,137 @@
+"""Quantized Linear built from a calibrated export; runs the abqlab ops.
+
+Export schema (``abqlab.quant`` produces it): ``qweight`` uint8 [out, in] codes in
+[0, w_levels-1]; ``scale``/``zero`` float32 [out, n_groups] (zero integer-valued);
+``group_size``; ``w_bits``; ``w_levels``; ``a_bits`` (16 = weight-only); ``a_sym``; ``bias``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from abqlab.kernels import _ext, ops
+from abqlab.kernels import reference as ref
+
+BACKENDS = ("auto", "btc", "s8")
+
+
+def _check_export(e: Mapping[str, Any]) -> None:
+    q = e["qweight"]
+    if q.dtype != torch.uint8 or q.dim() != 2:
+        raise ValueError(f"qweight must be uint8 [out, in], got {q.dtype} {tuple(q.shape)}")
+    n, k = q.shape
+    g = int(e["group_size"])
+    groups = -(-k // g)
+    for name in ("scale", "zero"):
+        if tuple(e[name].shape) != (n, groups):
+            raise ValueError(f"{name} must be [{n}, {groups}], got {tuple(e[name].shape)}")
+    if not torch.equal(e["zero"].float(), torch.round(e["zero"].float())):
+        raise ValueError("zero points must be integer-valued")
+    if q.numel() and int(q.max()) >= int(e["w_levels"]):
+        raise ValueError(f"codes exceed w_levels={e['w_levels']}")
+
+
+def pack_weight(export: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Kernel-ready tensors of one exported linear: planes, scales, zeros, code sums."""
+    _check_export(export)
+    q = export["qweight"]
+    bits = ref.storage_bits(int(export["w_levels"]))
+    zero = export["zero"].float()
+    return {
+        "planes": ref.pack_planes(q, bits),
+        "scale": export["scale"].float().contiguous(),
+        "zero": zero.contiguous(),
+        "zero_i": zero[:, 0].to(torch.int32).contiguous(),
+        "w_sum": q.to(torch.int64).sum(1).to(torch.int32),
+    }
+
+
+def fake_quant_linear(x: Tensor, export: Mapping[str, Any]) -> Tensor:
+    """Semantic reference: quantize-dequantize x per token, dequantize W, float64 matmul."""
+    w = ref.dequant_weight(export["qweight"], export["scale"], export["zero"],
+                           int(export["group_size"])).double()
+    x2 = x.reshape(-1, x.shape[-1])
+    if int(export["a_bits"]) < 16:
+        aq = ref.quantize_act(x2, int(export["a_bits"]), bool(export["a_sym"]))
+        x2 = (aq.codes - aq.zero[:, None]).double() * aq.scale.double()[:, None]
+    y = x2.double() @ w.T
+    if export.get("bias") is not None:
+        y = y + export["bias"].double()
+    return y.reshape(*x.shape[:-1], w.shape[0])
+
+
+class QuantLinear(nn.Module):
+    """Linear layer over bit-plane packed weights.
+
+    CUDA tensors + compiled library: CUDA kernels (BTC for WxAy, s8 for WxA8 by default,
+    weight-only for A16). Otherwise the reference implementation of the same ops.
+    """
+
+    def __init__(self, export: Mapping[str, Any], backend: str = "auto") -> None:
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.out_features, self.in_features = export["qweight"].shape
+        self.w_bits = int(export["w_bits"])
+        self.w_levels = int(export["w_levels"])
+        self.a_bits = int(export["a_bits"])
+        self.a_sym = bool(export["a_sym"])
+        self.group_size = int(export["group_size"])
+        self.backend = backend
+        if self.a_bits < 16 and not 1 <= self.a_bits <= 8:
+            raise ValueError(f"a_bits must be 1..8 or 16, got {self.a_bits}")
+        if backend == "s8" and self.a_bits != 8:
+            raise ValueError("backend 's8' needs a_bits == 8")
+        for name, t in pack_weight(export).items():
+            self.register_buffer(name, t)
+        bias = export.get("bias")
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+
+    @classmethod
+    def from_export(cls, export: Mapping[str, Any], backend: str = "auto") -> QuantLinear:
+        """Build from the calibrator's export dict."""
+        return cls(export, backend)
+
+    @property
+    def storage_bits(self) -> int:
+        return self.planes.shape[0]
+
+    def extra_repr(self) -> str:
+        return (f"in={self.in_features}, out={self.out_features}, W{self.w_bits}"
+                f"({self.w_levels} levels, {self.storage_bits} planes) A{self.a_bits}"
+                f"{' sym' if self.a_sym else ''}, group={self.group_size}, backend={self.backend}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        if self.a_bits >= 16:
+            y = ops.a16_gemm(x2, self.planes, self.scale, self.zero, self.group_size,
+                             self.in_features, self.bias)
+        elif self.scale.shape[1] > 1:
+            y = self._grouped_reference(x2)
+        else:
+            use_s8 = self.backend == "s8" or (self.backend == "auto" and self.a_bits == 8)
+            packed, sa, za, asum = ops.act_quant_pack(x2, self.a_bits, self.a_sym, use_s8)
+            gemm = ops.s8_gemm if use_s8 else ops.btc_gemm
+            y = gemm(packed, sa, za, asum, self.planes, self.scale[:, 0].contiguous(),
+                     self.zero_i, self.w_sum, self.bias, self.in_features, x.dtype)
+        return y.reshape(*lead, self.out_features)
+
+    def _grouped_reference(self, x2: Tensor) -> Tensor:
+        if x2.is_cuda and _ext.available():
+            raise NotImplementedError(
+                "CUDA kernels with activation quantization support per-channel weights only "
+                f"(group_size == in_features); got group_size={self.group_size}"
+            )
+        aq = ref.quantize_act(x2, self.a_bits, self.a_sym)
+        xq = (aq.codes - aq.zero[:, None]).float() * aq.scale[:, None]
+        codes = ref.unpack_planes(self.planes, self.in_features)
+        w = ref.dequant_weight(codes, self.scale, self.zero, self.group_size)
+        y = xq @ w.T
+        if self.bias is not None:
+            y = y + self.bias
+        return y.to(x2.dtype)
