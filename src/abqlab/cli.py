@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> int:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     record = run(cfg, run_dir, Path(to_absolute_path(cfg.results_store)))
     summary = ", ".join(f"{k}={v:.4g}" for k, v in record.get("metrics", {}).items())
-    print(f"[{record['status']}] {cfg.quant.name} {cfg.calib.method}: {summary} → {run_dir}")
+    print(f"[{record['status']}] {cfg.quant.name} {cfg.calib.name}: {summary} → {run_dir}")
     if record["status"] == "failed" and HydraConfig.get().mode.name == "RUN":
         sys.exit(1)
     return 0

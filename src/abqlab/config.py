@@ -51,6 +51,7 @@ class QuantConfig:
 class CalibConfig:
     """Block-wise calibration: method preset, calibration windows, optimisation, components."""
 
+    name: str = "rtn"
     method: str = "rtn"
     nsamples: int = 16
     seqlen: int = 256
@@ -60,7 +61,9 @@ class CalibConfig:
     components: dict[str, Any] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-    save: bool = True
+    save: bool = True  # learned values per block under <run_dir>/calib/
+    save_model: bool = False  # integer codes + grids in <run_dir>/quantized.pt
+    load_from: str | None = None  # method=load: a quantized.pt to evaluate
 
 
 @dataclass

@@ -83,7 +83,7 @@ def run(cfg: DictConfig, run_dir: Path, store: Path) -> dict[str, Any]:
         "timings": {},
         "metrics": {},
     }
-    name = f"{cfg.model.name}-{cfg.quant.name}-{cfg.calib.method}"
+    name = f"{cfg.model.name}-{cfg.quant.name}-{cfg.calib.name}"
     logger = RunLogger(typed(cfg.logger, LoggerConfig), run_dir, config, name)
     try:
         execute(cfg, run_dir, record, logger)

@@ -7,6 +7,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from abqlab.calib import METHODS
+from abqlab.calib.components import COMPONENTS, build_component
+from abqlab.calib.losses import LOSSES
 from abqlab.models.load import DTYPES, SOURCES, load_config
 from abqlab.quant.spec import FP_BITS
 
@@ -82,14 +84,34 @@ def check_groups(cfg: DictConfig, model_config: Any) -> None:
             )
 
 
+def check_calib(cfg: DictConfig) -> None:
+    calib = cfg.calib
+    if calib.method not in METHODS:
+        raise ConfigError("calib.method", calib.method, ", ".join(METHODS.names()))
+    for name, settings in calib.components.items():
+        if name not in COMPONENTS:
+            raise ConfigError(f"calib.components.{name}", "…", ", ".join(COMPONENTS.names()))
+        try:
+            build_component(name, dict(settings or {}))
+        except Exception as error:  # noqa: BLE001 - any bad setting becomes one line
+            raise ConfigError(f"calib.components.{name}", dict(settings or {}),
+                              f"fields of {COMPONENTS.get(name).config_class.__name__} "
+                              f"({str(error).splitlines()[0]})") from error
+    for name in calib.losses:
+        if name not in LOSSES:
+            raise ConfigError(f"calib.losses.{name}", calib.losses[name], ", ".join(LOSSES.names()))
+    if calib.nsamples < 1 or calib.batch_size < 1 or calib.nsamples % calib.batch_size:
+        raise ConfigError("calib.batch_size", calib.batch_size,
+                          f"a positive divisor of calib.nsamples={calib.nsamples}")
+
+
 def check_run(cfg: DictConfig) -> None:
     """Everything checkable without weights; raises ConfigError."""
     check_quant(cfg)
     check_choice("model.source", cfg.model.source, SOURCES)
     check_choice("model.dtype", cfg.model.dtype, tuple(DTYPES))
     check_choice("model.add_bos", str(cfg.model.add_bos).lower(), ADD_BOS)
-    if cfg.calib.method not in METHODS:
-        raise ConfigError("calib.method", cfg.calib.method, ", ".join(METHODS.names()))
+    check_calib(cfg)
     check_choice("logger.name", cfg.logger.name, LOGGER_NAMES)
     check_choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
     if cfg.eval.seqlen < 2:

@@ -20,10 +20,8 @@ def export_linear(module: FakeQuantLinear) -> dict[str, Any]:
         raise ValueError(f"{module.name}: weights are not quantized; nothing to export")
     weight, bias = module.transformed()
     spec = module.w_spec
-    lo, hi = (None, None)
-    if module.clip is not None:
-        lo, hi = module.clip(module.grouped(weight))
-    codes, scale, zero = quantize_codes(weight, spec, lo, hi)
+    grid = module.weight_qparams(module.grouped(weight))
+    codes, scale, zero = quantize_codes(weight, spec, grid=grid)
     group_size = weight.shape[1] if spec.group <= 0 else spec.group
     if spec.group == 0:  # per tensor: one scale for every row
         scale, zero = scale.expand(weight.shape[0], 1), zero.expand(weight.shape[0], 1)

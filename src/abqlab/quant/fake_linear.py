@@ -21,8 +21,9 @@ class FakeQuantLinear(nn.Module):
 
     Calibration components hook in without subclassing: ``weight_transforms`` rewrite (weight,
     bias) before quantization (smoothing, compensation) and ``clip`` returns the (min, max) range
-    of each weight group (learnable clipping). ``bake()`` makes those permanent; ``freeze()``
-    caches the quantized weight for fast evaluation.
+    of each weight group (learnable clipping). ``bake()`` makes them permanent: the transformed
+    weight is stored and the grid (scale, zero per group) is fixed in ``w_scale``/``w_zero``.
+    ``freeze()`` caches the quantized weight for fast evaluation.
     """
 
     def __init__(
@@ -43,30 +44,39 @@ class FakeQuantLinear(nn.Module):
         self.weight_transforms: list[WeightTransform] = []
         self.clip: ClipFn | None = None
         self.quant_enabled = True
+        self.register_buffer("w_scale", None)
+        self.register_buffer("w_zero", None)
         self.register_buffer("frozen_weight", None, persistent=False)
         if w_spec is not None and w_spec.group > 0:
-            to_groups(linear.weight.detach()[:1], w_spec.group, w_spec.partial_group)  # checks g
+            self.grouped(linear.weight.detach()[:1])  # raises if the group size does not fit
 
-    def transformed(self) -> WeightBias:
+    def grouped(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight`` as [rows, n_groups, group_size] for this layer's weight spec."""
+        assert self.w_spec is not None
+        return to_groups(weight, self.w_spec.group, self.w_spec.partial_group)
+
+    def transformed(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias after the calibration transforms (before quantization)."""
         weight, bias = self.weight, self.bias
         for transform in self.weight_transforms:
             weight, bias = transform(weight, bias)
         return weight, bias
 
+    def weight_qparams(self, grouped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale and zero per group: fixed after ``bake``, else from clipping or min/max."""
+        assert self.w_spec is not None
+        if self.w_scale is not None:
+            return self.w_scale, self.w_zero
+        lo, hi = self.clip(grouped) if self.clip is not None else (None, None)
+        return qparams(grouped, self.w_spec, lo, hi)
+
     def quantized_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        """Fake-quantize ``weight`` with this layer's spec and clipping."""
+        """Fake-quantize ``weight`` with this layer's spec and grid."""
         if self.w_spec is None or not self.quant_enabled:
             return weight
         grouped = self.grouped(weight)
-        lo, hi = self.clip(grouped) if self.clip is not None else (None, None)
-        scale, zero = qparams(grouped, self.w_spec, lo, hi)
+        scale, zero = self.weight_qparams(grouped)
         return from_groups(fake_quant_grouped(grouped, self.w_spec, scale, zero), weight.shape)
-
-    def grouped(self, weight: torch.Tensor) -> torch.Tensor:
-        """``weight`` as [rows, n_groups, group_size] for this layer's weight spec."""
-        assert self.w_spec is not None
-        return to_groups(weight, self.w_spec.group, self.w_spec.partial_group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.frozen_weight is not None:
@@ -80,28 +90,24 @@ class FakeQuantLinear(nn.Module):
 
     @torch.no_grad()
     def bake(self) -> None:
-        """Write transforms and clipping into the stored float weight; clear them.
-
-        Clipping is baked by clamping each group to its learned range, which leaves the
-        quantization grid exactly as calibrated.
-        """
+        """Store the transformed weight and fix the grid; clear transforms and clipping."""
         weight, bias = self.transformed()
-        if self.clip is not None and self.w_spec is not None:
-            grouped = self.grouped(weight)
-            lo, hi = self.clip(grouped)
-            if self.w_spec.sym:
-                amax = torch.maximum(lo.abs(), hi.abs())
-                lo, hi = -amax, amax
-            weight = from_groups(torch.minimum(torch.maximum(grouped, lo), hi), weight.shape)
+        if self.w_spec is not None and self.w_scale is None:
+            scale, zero = self.weight_qparams(self.grouped(weight))
+            self.w_scale, self.w_zero = scale.detach().clone(), zero.detach().clone()
         self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
         if bias is not None:
             self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
         self.weight_transforms = []
         self.clip = None
 
+    def set_grid(self, scale: torch.Tensor, zero: torch.Tensor) -> None:
+        """Fix the quantization grid (e.g. from GPTQ or a loaded checkpoint)."""
+        self.w_scale, self.w_zero = scale, zero
+
     @torch.no_grad()
     def freeze(self) -> None:
-        """Cache the quantized weight (call after ``bake``) so forward skips re-quantizing."""
+        """Cache the quantized weight so forward skips re-quantizing."""
         weight, _ = self.transformed()
         self.frozen_weight = self.quantized_weight(weight).detach()
 

@@ -80,15 +80,17 @@ def quantize_codes(
     spec: QuantSpec,
     xmin: torch.Tensor | None = None,
     xmax: torch.Tensor | None = None,
+    grid: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unsigned integer codes, scale and zero point such that x̂ = (code - zero) · scale.
 
     Codes lie in [0, levels - 1]; symmetric grids are shifted by -qmin (zero becomes -qmin).
+    ``grid`` gives a fixed (scale, zero) per group instead of the range.
     Returns codes [rows, cols] (uint8), scale and zero [rows, n_groups].
     """
     with torch.no_grad():
         grouped = to_groups(x.float(), spec.group, spec.partial_group)
-        scale, zero = qparams(grouped, spec, xmin, xmax)
+        scale, zero = grid if grid is not None else qparams(grouped, spec, xmin, xmax)
         q = torch.clamp(torch.round(grouped / scale) + zero, spec.qmin, spec.qmax)
         codes = from_groups(q - spec.qmin, x.shape).to(torch.uint8).reshape(-1, x.shape[-1])
         return codes, scale.squeeze(-1), (zero - spec.qmin).squeeze(-1)

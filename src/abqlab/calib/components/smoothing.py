@@ -1,0 +1,128 @@
+"""Learnable per-channel smoothing (SmoothQuant's scales, learned as in OmniQuant/ABQ-LLM).
+
+For each pair, x → x / s at the producer and W → W · s at the consumers, so the float function
+is unchanged while activation outliers move into the weights. Initialised in closed form,
+s = max|x|^α / max|W|^(1−α); with ``learnable: false`` it is SmoothQuant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from abqlab.calib.components import Component, ComponentConfig
+from abqlab.calib.context import BlockContext
+from abqlab.models.arch import SmoothPair, get_module
+from abqlab.quant.fake_linear import FakeQuantLinear
+
+MIN_SCALE = 1e-5
+
+
+@dataclass
+class SmoothingConfig(ComponentConfig):
+    lr: float = 5e-3
+    alpha: float = 0.5
+    learnable: bool = True
+    pairs: list[str] = field(default_factory=lambda: ["qkv", "vo", "gate_up", "up_down"])
+
+
+def group_max(values: torch.Tensor, repeat: int, head_dim: int) -> torch.Tensor:
+    """Reduce a per-query-head-channel vector to per-kv-channel by max over the repeats."""
+    return values.view(-1, repeat, head_dim).amax(dim=1).reshape(-1)
+
+
+def expand_kv(scale: torch.Tensor, repeat: int, head_dim: int) -> torch.Tensor:
+    """Per-kv-channel scale → per-query-head-channel (the head order of ``repeat_kv``)."""
+    kv_heads = scale.numel() // head_dim
+    return scale.view(kv_heads, 1, head_dim).expand(kv_heads, repeat, head_dim).reshape(-1)
+
+
+class Smoothing(Component):
+    config_class = SmoothingConfig
+    order = 10
+    needs_stats = True
+
+    def __init__(self, cfg: SmoothingConfig) -> None:
+        super().__init__(cfg)
+        self.scales: dict[str, torch.Tensor] = {}
+        self.hooks: list[Any] = []
+
+    def initial_scale(self, ctx: BlockContext, pair: SmoothPair) -> torch.Tensor:
+        act = ctx.stats[pair.consumers[0]].float()
+        weights = [ctx.linear(path).weight.detach().float() for path in pair.consumers]
+        w_max = torch.stack([w.abs().amax(dim=0) for w in weights]).amax(dim=0)
+        if pair.kv_groups:
+            act = group_max(act, ctx.kv_repeat, ctx.head_dim)
+            w_max = group_max(w_max, ctx.kv_repeat, ctx.head_dim)
+        alpha = self.cfg.alpha
+        scale = act.clamp(min=MIN_SCALE).pow(alpha) / w_max.clamp(min=MIN_SCALE).pow(1 - alpha)
+        return scale.clamp(min=MIN_SCALE)
+
+    def attach(self, ctx: BlockContext) -> list[nn.Parameter]:
+        params: list[nn.Parameter] = []
+        for pair in ctx.arch.smooth_pairs:
+            if pair.name not in self.cfg.pairs:
+                continue
+            init = self.initial_scale(ctx, pair)
+            scale = nn.Parameter(init, requires_grad=self.cfg.learnable)
+            self.scales[pair.name] = scale
+            if self.cfg.learnable:
+                params.append(scale)
+            self.install(ctx, pair, scale)
+        return params
+
+    def install(self, ctx: BlockContext, pair: SmoothPair, scale: torch.Tensor) -> None:
+        """Divide the producer's output by s and multiply the consumers' input columns by s."""
+        producer = get_module(ctx.block, pair.producer)
+        if isinstance(producer, FakeQuantLinear):
+            producer.weight_transforms.append(divide_rows(scale))
+        else:
+            self.hooks.append(producer.register_forward_hook(divide_output(scale)))
+        repeat, head_dim = ctx.kv_repeat, ctx.head_dim
+        for path in pair.consumers:
+            columns = (lambda s: expand_kv(s, repeat, head_dim)) if pair.kv_groups else None
+            ctx.linear(path).weight_transforms.append(multiply_columns(scale, columns))
+
+    @torch.no_grad()
+    def bake(self, ctx: BlockContext) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []
+        for pair in ctx.arch.smooth_pairs:
+            scale = self.scales.get(pair.name)
+            producer = get_module(ctx.block, pair.producer)
+            if scale is not None and not isinstance(producer, FakeQuantLinear):
+                producer.weight.div_(scale.detach().clamp(min=MIN_SCALE).to(producer.weight))
+
+    def state(self) -> dict[str, Any]:
+        return {name: s.detach().cpu().clone() for name, s in self.scales.items()}
+
+
+def positive(scale: torch.Tensor) -> torch.Tensor:
+    return scale.clamp(min=MIN_SCALE)
+
+
+def divide_output(scale: torch.Tensor) -> Any:
+    def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        return output / positive(scale).to(output.dtype)
+
+    return hook
+
+
+def divide_rows(scale: torch.Tensor) -> Any:
+    def transform(weight: torch.Tensor, bias: torch.Tensor | None) -> Any:
+        s = positive(scale).to(weight.dtype)
+        return weight / s[:, None], None if bias is None else bias / s
+
+    return transform
+
+
+def multiply_columns(scale: torch.Tensor, expand: Any = None) -> Any:
+    def transform(weight: torch.Tensor, bias: torch.Tensor | None) -> Any:
+        s = positive(scale).to(weight.dtype)
+        return weight * (expand(s) if expand else s)[None, :], bias
+
+    return transform
