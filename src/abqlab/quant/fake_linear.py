@@ -47,6 +47,7 @@ class FakeQuantLinear(nn.Module):
         self.register_buffer("w_scale", None)
         self.register_buffer("w_zero", None)
         self.register_buffer("frozen_weight", None, persistent=False)
+        self.register_buffer("frozen_bias", None, persistent=False)
         if w_spec is not None and w_spec.group > 0:
             self.grouped(linear.weight.detach()[:1])  # raises if the group size does not fit
 
@@ -80,7 +81,7 @@ class FakeQuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.frozen_weight is not None:
-            weight, bias = self.frozen_weight, self.bias
+            weight, bias = self.frozen_weight, self.frozen_bias
         else:
             weight, bias = self.transformed()
             weight = self.quantized_weight(weight)
@@ -108,11 +109,13 @@ class FakeQuantLinear(nn.Module):
     @torch.no_grad()
     def freeze(self) -> None:
         """Cache the quantized weight so forward skips re-quantizing."""
-        weight, _ = self.transformed()
+        weight, bias = self.transformed()
         self.frozen_weight = self.quantized_weight(weight).detach()
+        self.frozen_bias = None if bias is None else bias.detach()
 
     def unfreeze(self) -> None:
         self.frozen_weight = None
+        self.frozen_bias = None
 
     def extra_repr(self) -> str:
         return (

@@ -32,7 +32,8 @@ def to_groups(x: torch.Tensor, group: int, partial: bool = False) -> torch.Tenso
 def from_groups(grouped: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Inverse of :func:`to_groups`: drop any padding and restore ``shape``."""
     cols = shape[-1]
-    return grouped.reshape(grouped.shape[0], -1)[:, :cols].reshape(shape)
+    rows = shape.numel() // cols if cols else 0
+    return grouped.reshape(rows, -1)[:, :cols].reshape(shape)
 
 
 def qparams(
@@ -86,13 +87,14 @@ def quantize_codes(
 
     Codes lie in [0, levels - 1]; symmetric grids are shifted by -qmin (zero becomes -qmin).
     ``grid`` gives a fixed (scale, zero) per group instead of the range.
-    Returns codes [rows, cols] (uint8), scale and zero [rows, n_groups].
+    Returns codes [rows, cols] (uint8; int16 when levels > 256), scale and zero [rows, n_groups].
     """
     with torch.no_grad():
         grouped = to_groups(x.float(), spec.group, spec.partial_group)
         scale, zero = grid if grid is not None else qparams(grouped, spec, xmin, xmax)
         q = torch.clamp(torch.round(grouped / scale) + zero, spec.qmin, spec.qmax)
-        codes = from_groups(q - spec.qmin, x.shape).to(torch.uint8).reshape(-1, x.shape[-1])
+        dtype = torch.uint8 if spec.levels <= 256 else torch.int16  # 8-bit bit balance: 257
+        codes = from_groups(q - spec.qmin, x.shape).to(dtype).reshape(-1, x.shape[-1])
         return codes, scale.squeeze(-1), (zero - spec.qmin).squeeze(-1)
 
 
