@@ -15,6 +15,7 @@ from abqlab.models.arch import ArchSpec, arch_for
 from abqlab.models.embedded import cache_root, convert_gguf, embedded_model_dir
 
 SOURCES = ("embedded", "hf", "gguf", "random")
+HF_PATHS = "a local model folder, or a hub id (needs the network or the HF cache)"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -40,12 +41,14 @@ def model_location(cfg: ModelConfig) -> str:
         return str(embedded_model_dir(cfg.cache_dir))
     if cfg.source == "gguf":
         gguf = Path(cfg.path or "").expanduser()
+        if not cfg.path or not gguf.is_file():
+            raise FileNotFoundError(f"model.path={cfg.path}: allowed: an existing .gguf file")
         digest = hashlib.sha1(str(gguf.resolve()).encode()).hexdigest()[:10]
         target = cache_root(cfg.cache_dir) / f"gguf-{gguf.stem}-{digest}"
         return str(convert_gguf(gguf, target))
     if cfg.source == "hf":
         if not cfg.path:
-            raise ValueError("model.path: a hub id or folder is needed for source=hf")
+            raise FileNotFoundError(f"model.path={cfg.path}: allowed: {HF_PATHS}")
         return cfg.path
     raise ValueError(f"model.source={cfg.source}: allowed: {', '.join(SOURCES)}")
 
@@ -57,7 +60,14 @@ def load_config(cfg: ModelConfig) -> Any:
     if cfg.source == "random":
         settings = dict(cfg.random_config)
         return AutoConfig.for_model(settings.pop("model_type", "llama"), **settings)
-    config = AutoConfig.from_pretrained(model_location(cfg), revision=cfg.revision)
+    location = model_location(cfg)
+    try:
+        config = AutoConfig.from_pretrained(location, revision=cfg.revision)
+    except OSError as error:  # offline hub id, missing folder, typo: one line, not a traceback
+        if cfg.source != "hf":
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FileNotFoundError(f"model.path={cfg.path}: allowed: {HF_PATHS} ({reason})") from error
     if cfg.num_hidden_layers is not None:
         config.num_hidden_layers = cfg.num_hidden_layers
     return config
