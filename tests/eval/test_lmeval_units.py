@@ -121,3 +121,10 @@ def test_network_message_is_one_line() -> None:
     assert "\n" not in message
     assert "Hugging Face Hub, which is unreachable" in message
     assert "HF_DATASETS_OFFLINE" in message
+
+
+def test_validate_tasks_cheap_checks() -> None:
+    lmeval.validate_tasks(EvalConfig())  # fast ppl only: nothing to check
+    lmeval.validate_tasks(EvalConfig(tasks=["piqa", "wiki_ppl"]))  # local: no registry, no network
+    with pytest.raises(ValueError, match="zero-shot only"):
+        lmeval.validate_tasks(EvalConfig(tasks=["piqa"], num_fewshot=3))

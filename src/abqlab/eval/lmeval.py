@@ -24,6 +24,7 @@ import functools
 import math
 import os
 import socket
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -89,7 +90,8 @@ def requested_names(eval_cfg: EvalConfig) -> list[str]:
 
 def unknown_task_message(name: str, known: list[str]) -> str:
     """One line: the bad name, close matches, the local names."""
-    close = difflib.get_close_matches(name, list(LOCAL_TASKS) + known, n=3, cutoff=0.6)
+    candidates = list(dict.fromkeys([*LOCAL_TASKS, *known]))
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     return (
         f"unknown eval task {name!r}: {hint}local tasks: {', '.join(LOCAL_TASKS)}; "
@@ -120,6 +122,32 @@ def network_message(names: list[str], reason: str) -> str:
 
 def offline_mode() -> bool:
     return any(os.environ.get(f, "").lower() in ("1", "true", "yes", "on") for f in OFFLINE_FLAGS)
+
+
+def check_names(eval_cfg: EvalConfig) -> tuple[list[str], list[str]]:
+    """(local, standard) task names of ``eval``; cheap checks only (no registry, no network)."""
+    local, standard = split_names(requested_names(eval_cfg))
+    if not local and not standard:
+        raise ValueError("lm-eval: no tasks (set eval.tasks or eval.lm_eval_ppl=true)")
+    if eval_cfg.num_fewshot and local:
+        raise ValueError(
+            f"eval.num_fewshot={eval_cfg.num_fewshot}: local tasks ({', '.join(local)}) are "
+            "zero-shot only; use lm_eval:<task> for few-shot"
+        )
+    return local, standard
+
+
+def validate_tasks(eval_cfg: EvalConfig) -> None:
+    """Fail before any model work: bad names, few-shot on local tasks, standard tasks offline.
+
+    Indexes lm-eval's registry (~11 s) only when standard tasks are asked for.
+    """
+    if not eval_cfg.tasks and not eval_cfg.lm_eval_ppl:
+        return
+    _, standard = check_names(eval_cfg)
+    if standard:
+        with tempfile.TemporaryDirectory() as empty:
+            task_manager(Path(empty), standard)
 
 
 def task_manager(task_dir: Path, standard: list[str]) -> Any:
@@ -276,14 +304,7 @@ def run_lm_eval(
 
     start = time.perf_counter()
     version = _check_version()
-    local, standard = split_names(requested_names(eval_cfg))
-    if not local and not standard:
-        raise ValueError("run_lm_eval: no tasks (set eval.tasks or eval.lm_eval_ppl=true)")
-    if eval_cfg.num_fewshot and local:
-        raise ValueError(
-            f"eval.num_fewshot={eval_cfg.num_fewshot}: local tasks ({', '.join(local)}) are "
-            "zero-shot only; use lm_eval:<task> for few-shot"
-        )
+    local, standard = check_names(eval_cfg)
     prefix_id = prefix_token_id(tokenizer)
     ctx = BuildContext(tokenizer, data_cfg, eval_cfg, cache_root(), prefix_id)
     builds = [LOCAL_TASKS[name](ctx) for name in local]
