@@ -24,7 +24,7 @@ from pathlib import Path
 CSRC = Path(__file__).resolve().parent
 BUILD = CSRC / "build"
 DEFAULT_ARCHES = ("sm_80", "sm_90a")
-NVCC_FLAGS = ("-std=c++17", "-O3", "--expt-relaxed-constexpr", "-lineinfo")
+NVCC_FLAGS = ("-std=c++17", "-O3", "-lineinfo", "-Xcompiler", "-fPIC")
 EXT_NAME = "abqlab_kernels_C"
 
 sys.path.insert(0, str(CSRC))
@@ -37,6 +37,19 @@ def find_nvcc() -> str | None:
     if home and (Path(home) / "bin" / "nvcc").exists():
         return str(Path(home) / "bin" / "nvcc")
     return shutil.which("nvcc")
+
+
+def cuda_home() -> Path | None:
+    """CUDA toolkit root holding lib64/libcudart.so ($CUDA_HOME, nvcc's root, /usr/local/cuda)."""
+    cands = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = find_nvcc()
+    if nvcc:
+        cands.append(str(Path(nvcc).resolve().parent.parent))
+    cands += ["/usr/local/cuda", *sorted(str(p) for p in Path("/usr/local").glob("cuda-*"))]
+    for c in cands:
+        if c and (Path(c) / "lib64" / "libcudart.so").exists():
+            return Path(c)
+    return None
 
 
 def find_cuobjdump() -> str | None:
@@ -66,7 +79,7 @@ def source_hash(extra: tuple[str, ...] = ()) -> str:
     """Hash of every kernel source, the generator and ``extra`` (flags, tool versions)."""
     h = hashlib.sha256()
     files = sorted(CSRC.glob("include/**/*")) + sorted(CSRC.glob("src/*"))
-    files += [CSRC / "gen_instances.py", Path(__file__).resolve()]
+    files += [CSRC / "gen_instances.py"]
     for f in files:
         if f.is_file():
             h.update(f.relative_to(CSRC).as_posix().encode())
@@ -117,24 +130,51 @@ def _device_arch() -> str:
 
 
 def build_extension(arches: tuple[str, ...] | None = None, verbose: bool = True) -> Path:
-    """Build the torch extension with torch.utils.cpp_extension; return the .so path."""
-    from torch.utils.cpp_extension import load
+    """Build the torch extension; return the .so path (reused when nothing changed).
+
+    The kernels come from :func:`build_cubins` (one relocatable object for all instantiations);
+    the binding (only ``torch/extension.h``) is compiled and linked with the host C++ compiler
+    against the installed torch and cudart. No ninja, no ATen CUDA headers: it builds against
+    any torch wheel, CUDA or CPU.
+    """
+    import sysconfig
+
+    import torch
+    from torch.utils.cpp_extension import include_paths, library_paths
 
     arches = arches or (_device_arch(),)
-    gen = BUILD / "ext" / "gen"
-    units = gen_instances.generate(gen)
-    sources = [CSRC / "binding.cpp", *sorted(CSRC.glob("src/*.cu")), *units]
+    obj = build_cubins(arches, jobs=len(arches)) / "all.o"
+    home = cuda_home()
+    if home is None:
+        raise FileNotFoundError("libcudart.so not found: set CUDA_HOME")
     out = BUILD / "ext"
-    mod = load(
-        name=EXT_NAME,
-        sources=[str(s) for s in sources],
-        extra_include_paths=[str(CSRC / "include"), str(gen)],
-        extra_cflags=["-O3", "-std=c++17"],
-        extra_cuda_cflags=[*NVCC_FLAGS, *(_gencode(a) for a in arches)],
-        build_directory=str(out),
-        verbose=verbose,
-    )
-    return Path(mod.__file__)
+    out.mkdir(parents=True, exist_ok=True)
+    so = out / f"{EXT_NAME}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
+    abi = int(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True))
+    torch_lib = library_paths()[0]
+    cmd = [os.environ.get("CXX", "c++"), "-O3", "-shared", "-fPIC", "-std=c++20",
+           f"-DTORCH_EXTENSION_NAME={EXT_NAME}", "-DTORCH_API_INCLUDE_EXTENSION_H",
+           f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{CSRC / 'include'}",
+           *(f"-isystem{p}" for p in include_paths()),
+           f"-isystem{sysconfig.get_paths()['include']}",
+           str(CSRC / "binding.cpp"), str(obj), "-o", str(so) + ".tmp",
+           f"-L{torch_lib}", "-lc10", "-ltorch_cpu", "-ltorch", "-ltorch_python",
+           f"-L{home / 'lib64'}", "-lcudart", f"-Wl,-rpath,{home / 'lib64'}",
+           f"-Wl,-rpath,{torch_lib}"]
+    h = hashlib.sha256("\0".join([*cmd, torch.__version__]).encode())
+    for f in (CSRC / "binding.cpp", CSRC / "include" / "abq" / "params.h", obj):
+        h.update(f.read_bytes())
+    stamp = so.with_name(so.name + ".stamp")
+    if so.exists() and stamp.exists() and stamp.read_text() == h.hexdigest():
+        return so
+    if verbose:
+        print(" ".join(cmd), flush=True)
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"binding build failed:\n{res.stderr[-4000:]}")
+    os.replace(str(so) + ".tmp", so)
+    stamp.write_text(h.hexdigest())
+    return so
 
 
 def main() -> None:

@@ -111,13 +111,14 @@ def btc_dot(a_planes: torch.Tensor, w_planes: torch.Tensor, chunk: int = 64) -> 
     q, n, kw2 = w_planes.shape
     if kw != kw2:
         raise ValueError(f"packed widths differ: {kw} vs {kw2}")
-    out = torch.zeros(m, n, dtype=torch.int64, device=a_planes.device)
+    dev = a_planes.device
+    shift = torch.arange(p, device=dev)[:, None] + torch.arange(q, device=dev)
+    out = torch.zeros(m, n, dtype=torch.int64, device=dev)
     for s in range(0, m, chunk):
-        a = a_planes[:, s : s + chunk]
-        for i in range(p):
-            for j in range(q):
-                anded = a[i][:, None, :] & w_planes[j][None, :, :]
-                out[s : s + chunk] += popcount32(anded).sum(-1) << (i + j)
+        a = a_planes[:, s : s + chunk]  # [p, mc, kw]
+        anded = a[:, None, :, None, :] & w_planes[None, :, None, :, :]  # [p, q, mc, n, kw]
+        counts = popcount32(anded).sum(-1)  # [p, q, mc, n]
+        out[s : s + chunk] = (counts << shift[:, :, None, None]).sum((0, 1))
     return out
 
 

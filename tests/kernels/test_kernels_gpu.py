@@ -1,0 +1,210 @@
+"""GPU checks of the compiled kernels against the CPU reference (exact for the integer cores).
+
+Needs a CUDA GPU and the extension (``python csrc/build.py ext``); run with ``-m gpu``.
+``ABQLAB_GPU_QUICK=1`` trims the grid (used under compute-sanitizer by csrc/gpu_all.sh).
+Outputs are preallocated and poisoned before every launch so unwritten elements show.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+import torch
+
+from abqlab.kernels import _ext, ops
+from abqlab.kernels import reference as ref
+from abqlab.kernels.linear import QuantLinear, fake_quant_linear
+
+pytestmark = pytest.mark.gpu
+
+if not (torch.cuda.is_available() and _ext.load() is not None):
+    pytest.skip("needs a CUDA GPU and the built extension (python csrc/build.py ext)",
+                allow_module_level=True)
+
+EXT = _ext.load()
+DEV = torch.device("cuda")
+QUICK = os.environ.get("ABQLAB_GPU_QUICK") == "1"
+# (M, N, K): GEMV (M <= 8) and GEMM paths, odd N/K, partial tiles, several k-blocks.
+SHAPES = [(1, 37, 300), (5, 16, 512), (8, 100, 1000), (9, 45, 777), (33, 130, 1536),
+          (130, 64, 2100)]
+if QUICK:
+    SHAPES = [(1, 37, 300), (9, 45, 777)]
+PAIRS = list(itertools.product(range(1, 9), range(1, 9)))
+if QUICK:
+    PAIRS = [(1, 1), (2, 8), (3, 4), (4, 4), (8, 8)]
+POISON_I32 = -1  # sum_k A_u W_u >= 0, so -1 is never a result
+
+
+def _stream() -> int:
+    return torch.cuda.current_stream().cuda_stream
+
+
+def _codes(rows: int, k: int, bits: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, 2**bits, (rows, k), generator=gen, dtype=torch.int32)
+
+
+def _int_args(m: int, n: int, k: int, a_codes: torch.Tensor, w_codes: torch.Tensor,
+              gen: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "a_scale": (torch.rand(m, generator=gen) + 0.01),
+        "a_zero": torch.randint(-5, 20, (m,), generator=gen, dtype=torch.int32),
+        "a_sum": a_codes.sum(1, dtype=torch.int32),
+        "w_scale": (torch.rand(n, generator=gen) + 0.01) / 64,
+        "w_zero": torch.randint(0, 4, (n,), generator=gen, dtype=torch.int32),
+        "w_sum": w_codes.sum(1, dtype=torch.int32),
+        "bias": torch.randn(n, generator=gen),
+    }
+
+
+def _run_int(kind: str, a_packed: torch.Tensor, w_planes: torch.Tensor,
+             args: dict[str, torch.Tensor], k: int, out_dtype: torch.dtype,
+             with_bias: bool = True) -> torch.Tensor:
+    m, n = args["a_scale"].shape[0], w_planes.shape[1]
+    g = {key: v.to(DEV) for key, v in args.items()}
+    poison = POISON_I32 if out_dtype == torch.int32 else float("nan")
+    out = torch.full((m, n), poison, dtype=out_dtype, device=DEV)
+    fn = EXT.btc_gemm if kind == "btc" else EXT.s8_gemm
+    fn(a_packed.to(DEV), g["a_scale"], g["a_zero"], g["a_sum"], w_planes.to(DEV),
+       g["w_scale"], g["w_zero"], g["w_sum"], g["bias"] if with_bias else None, out, k,
+       _stream())
+    torch.cuda.synchronize()
+    return out.cpu()
+
+
+@pytest.mark.parametrize(("w_bits", "a_bits"), PAIRS)
+def test_btc_exact(w_bits: int, a_bits: int) -> None:
+    gen = torch.Generator().manual_seed(100 * w_bits + a_bits)
+    for m, n, k in SHAPES:
+        if (2**a_bits - 1) * (2**w_bits - 1) * k > ops.INT32_MAX:
+            continue
+        a, w = _codes(m, k, a_bits, gen), _codes(n, k, w_bits, gen)
+        args = _int_args(m, n, k, a, w, gen)
+        ap, wp = ref.pack_planes(a, a_bits), ref.pack_planes(w, w_bits)
+        got = _run_int("btc", ap, wp, args, k, torch.int32)
+        assert torch.equal(got, ref.int_dot(a, w).to(torch.int32)), (m, n, k)
+        for dt in (torch.float16, torch.bfloat16):
+            y = _run_int("btc", ap, wp, args, k, dt)
+            expect = ref.int_epilogue(ref.int_dot(a, w), **{
+                key: args[key] for key in ("a_scale", "a_zero", "a_sum", "w_scale", "w_zero",
+                                           "w_sum", "bias")}, k=k)
+            assert not y.isnan().any()
+            torch.testing.assert_close(y.double(), expect.to(dt).double(), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("w_bits", range(1, 9))
+def test_s8_exact(w_bits: int) -> None:
+    gen = torch.Generator().manual_seed(w_bits)
+    for m, n, k in SHAPES:
+        a, w = _codes(m, k, 8, gen), _codes(n, k, w_bits, gen)
+        args = _int_args(m, n, k, a, w, gen)
+        a_i8 = torch.zeros(m, 32 * ref.padded_words(k), dtype=torch.int8)
+        a_i8[:, :k] = (a - 128).to(torch.int8)
+        got = _run_int("s8", a_i8, ref.pack_planes(w, w_bits), args, k, torch.int32)
+        assert torch.equal(got, ref.int_dot(a, w).to(torch.int32)), (m, n, k)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("sym", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("int8", [False, True])
+def test_act_quant_pack_exact(bits: int, sym: bool, dtype: torch.dtype, int8: bool) -> None:
+    if (sym and bits < 2) or (int8 and bits != 8):
+        pytest.skip("combination not used")
+    gen = torch.Generator().manual_seed(bits)
+    for m, _, k in SHAPES:
+        x = (torch.randn(m, k, generator=gen) * 4).to(dtype)
+        x[0, : k // 2] = 0.5  # ties and repeated values
+        packed, scale, zero, rowsum = (t.cpu() for t in ops._act_ref(x, bits, sym, int8))
+        xd = x.to(DEV)
+        outs = [torch.full_like(t, -7, device=DEV) if t.dtype != torch.float32
+                else torch.full_like(t, float("nan"), device=DEV)
+                for t in (packed, scale, zero, rowsum)]
+        EXT.act_quant_pack(xd, *outs, bits, sym, int8, _stream())
+        torch.cuda.synchronize()
+        got = [t.cpu() for t in outs]
+        assert torch.equal(got[1], scale), "scale"
+        assert torch.equal(got[2], zero), "zero"
+        assert torch.equal(got[3], rowsum), "rowsum"
+        assert torch.equal(got[0], packed), "packed codes"
+
+
+@pytest.mark.parametrize("w_bits", range(1, 9))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("group", [128, 0])  # 0 = per channel
+def test_a16_close(w_bits: int, dtype: torch.dtype, group: int) -> None:
+    gen = torch.Generator().manual_seed(w_bits)
+    for m, n, k in SHAPES:
+        g = group or k
+        groups = -(-k // g)
+        w = _codes(n, k, w_bits, gen)
+        scale = (torch.rand(n, groups, generator=gen) + 0.5) / 2**w_bits
+        zero = torch.randint(0, 2**w_bits, (n, groups), generator=gen).float()
+        x = torch.randn(m, k, generator=gen).to(dtype)
+        bias = torch.randn(n, generator=gen)
+        planes = ref.pack_planes(w, w_bits)
+        expect = ops._a16_ref(x, planes, scale, zero, g, k, bias)
+        y = ops.a16_gemm(x.to(DEV), planes.to(DEV), scale.to(DEV), zero.to(DEV), g, k,
+                         bias.to(DEV)).cpu()
+        assert y.dtype == dtype and not y.isnan().any()
+        tol = 2e-2 if dtype == torch.bfloat16 else 5e-3
+        torch.testing.assert_close(y.float(), expect.float(), rtol=tol, atol=tol * 4)
+
+
+def _export(n: int, k: int, w_bits: int, a_bits: int, group: int, levels: int | None = None,
+            gen: torch.Generator | None = None) -> dict:
+    levels = levels or 2**w_bits
+    groups = -(-k // group)
+    return {
+        "qweight": torch.randint(0, levels, (n, k), generator=gen, dtype=torch.uint8),
+        "scale": torch.rand(n, groups, generator=gen) / levels + 1e-3,
+        "zero": torch.randint(0, levels, (n, groups), generator=gen).float(),
+        "group_size": group, "w_bits": w_bits, "w_levels": levels, "a_bits": a_bits,
+        "a_sym": False, "bias": torch.randn(n, generator=gen),
+    }
+
+
+@pytest.mark.parametrize(("w_bits", "a_bits", "levels", "backend"), [
+    (4, 4, None, "auto"), (2, 8, 5, "auto"), (2, 8, 5, "btc"), (4, 8, None, "s8"),
+    (3, 6, None, "auto"), (4, 16, None, "auto"), (2, 16, 5, "auto")])
+def test_quant_linear_cuda_matches_cpu(w_bits: int, a_bits: int, levels: int | None,
+                                       backend: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    n, k = 96, 640
+    group = 128 if a_bits == 16 else k
+    e = _export(n, k, w_bits, a_bits, group, levels, gen)
+    layer = QuantLinear.from_export(e, backend=backend)
+    x = torch.randn(2, 5, k, generator=gen).to(torch.float16)
+    y_cpu = layer(x)
+    y_gpu = layer.to(DEV)(x.to(DEV)).cpu()
+    assert y_gpu.shape == (2, 5, n)
+    torch.testing.assert_close(y_gpu.float(), y_cpu.float(), rtol=1e-2, atol=1e-2)
+    sem = fake_quant_linear(x.float(), e)
+    torch.testing.assert_close(y_gpu.double(), sem, rtol=2e-2, atol=5e-2)
+
+
+def test_unsupported_inputs_raise() -> None:
+    gen = torch.Generator().manual_seed(1)
+    e16 = _export(32, 256, 4, 16, 128, gen=gen)
+    layer = QuantLinear.from_export(e16).to(DEV)
+    with pytest.raises(TypeError):
+        layer(torch.randn(3, 256, device=DEV))  # fp32 activations: no A16 kernel
+    eg = _export(32, 256, 4, 8, 128, gen=gen)  # grouped weights with activation quant
+    with pytest.raises(NotImplementedError):
+        QuantLinear.from_export(eg).to(DEV)(torch.randn(3, 256, device=DEV).half())
+    ea = _export(32, 256, 4, 8, 256, gen=gen)
+    with pytest.raises(TypeError):
+        QuantLinear.from_export(ea, backend="btc").to(DEV)(torch.randn(3, 256, device=DEV,
+                                                                       dtype=torch.float64))
+    planes = torch.zeros(8, 4, 2048, dtype=torch.int32, device=DEV)
+    a = torch.zeros(8, 1, 2048, dtype=torch.int32, device=DEV)
+    v1 = torch.zeros(1, device=DEV)
+    i1 = torch.zeros(1, dtype=torch.int32, device=DEV)
+    v4 = torch.zeros(4, device=DEV)
+    i4 = torch.zeros(4, dtype=torch.int32, device=DEV)
+    with pytest.raises(ValueError, match="overflow"):
+        ops.btc_gemm(a, v1, i1, i1, planes, v4, i4, i4, None, 65536, torch.int32)
+    with pytest.raises(RuntimeError):  # binding-level check: non-contiguous planes
+        EXT.btc_gemm(a, v1, i1, i1, planes.transpose(1, 2), v4, i4, i4, None,
+                     torch.empty(1, 4, dtype=torch.int32, device=DEV), 100, _stream())
