@@ -44,6 +44,7 @@ def pack_weight(export: Mapping[str, Any]) -> dict[str, Tensor]:
     return {
         "planes": ref.pack_planes(q, bits),
         "scale": export["scale"].float().contiguous(),
+        "scale_c": export["scale"][:, 0].float().contiguous(),  # per-channel paths
         "zero": zero.contiguous(),
         "zero_i": zero[:, 0].to(torch.int32).contiguous(),
         "w_sum": q.to(torch.int64).sum(1).to(torch.int32),
@@ -117,7 +118,7 @@ class QuantLinear(nn.Module):
             use_s8 = self.backend == "s8" or (self.backend == "auto" and self.a_bits == 8)
             packed, sa, za, asum = ops.act_quant_pack(x2, self.a_bits, self.a_sym, use_s8)
             gemm = ops.s8_gemm if use_s8 else ops.btc_gemm
-            y = gemm(packed, sa, za, asum, self.planes, self.scale[:, 0].contiguous(),
+            y = gemm(packed, sa, za, asum, self.planes, self.scale_c,
                      self.zero_i, self.w_sum, self.bias, self.in_features, x.dtype)
         return y.reshape(*lead, self.out_features)
 

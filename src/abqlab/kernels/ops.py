@@ -119,7 +119,7 @@ def _launch_int(kind: str, a: Tensor, a_scale: Tensor, a_zero: Tensor, a_sum: Te
                      out_dtype)
     fn = ext.btc_gemm if kind == "btc" else ext.s8_gemm
     fn(a.contiguous(), a_scale, a_zero, a_sum, w_planes.contiguous(), w_scale, w_zero, w_sum,
-       bias, out, k, _stream(out))
+       None if bias is None else bias.float().contiguous(), out, k, _stream(out))
     return out
 
 
@@ -203,5 +203,7 @@ def _a16_cuda(x: Tensor, w_planes: Tensor, w_scale: Tensor, w_zero: Tensor, grou
         x = F.pad(x, (0, 8 - x.shape[1] % 8))
     x = x.contiguous()
     out = x.new_empty((x.shape[0], w_planes.shape[1]))
-    ext.a16_gemm(x, w_planes.contiguous(), w_scale, w_zero, group_size, bias, out, k, _stream(x))
+    b = None if bias is None else bias.float().contiguous()
+    ext.a16_gemm(x, w_planes.contiguous(), w_scale.float().contiguous(),
+                 w_zero.float().contiguous(), group_size, b, out, k, _stream(x))
     return out
