@@ -274,3 +274,28 @@ def test_per_tensor_on_a_matrix_uses_one_scale() -> None:
     x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
     assert torch.equal(from_groups(to_groups(x, 0), x.shape), x)
     assert torch.allclose(fake_quant(x, QuantSpec(2, False, 0)), x)
+
+
+def test_asymmetric_bit_balance_matches_abq_llm_on_a_symmetric_range() -> None:
+    """ABQ-LLM's W2*: asym, qmax 2**bits, scale range / 2**bits, zero round(-min / scale)."""
+    spec = QuantSpec(2, sym=False, bit_balance=True)
+    x = torch.linspace(-1, 1, 101).reshape(1, -1)
+    values = fake_quant(x, spec).unique()
+    assert torch.allclose(values, torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]))
+    scale, zero = qparams(to_groups(x, -1), spec)
+    assert scale.item() == pytest.approx(0.5) and zero.item() == 2
+
+
+def test_bit_balance_configs_use_five_weight_levels() -> None:
+    from conftest import compose_run
+
+    from abqlab.config import QuantConfig
+    from abqlab.pipeline import typed
+    from abqlab.quant.apply import act_spec, weight_spec
+
+    for name, a_bits in (("w2bb-a16", None), ("w2bb-a8", 8)):
+        quant = typed(compose_run([f"quant={name}"]).quant, QuantConfig)
+        spec = weight_spec(quant)
+        assert spec is not None and spec.levels == 5 and spec.bits == 2
+        act = act_spec(quant)
+        assert (act.bits if act else None) == a_bits
