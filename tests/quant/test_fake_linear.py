@@ -126,11 +126,6 @@ def test_freeze_equals_unfrozen(spec: QuantSpec, bake: bool) -> None:
     assert torch.equal(layer(x), live)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="freeze() caches the transformed weight but forward then uses the untransformed "
-    "bias: a bias-changing transform is lost unless bake() ran first (see report)",
-)
 def test_freeze_without_bake_keeps_bias_transform() -> None:
     layer = calibrated_layer(SPECS[0], bias_shift=0.25)
     x = torch.randn(5, 48)
