@@ -67,8 +67,11 @@ def test_tiny_config_loads_and_has_every_linear(tiny: tuple[str, ModelConfig]) -
     assert not loaded.model.training
 
 
-def test_random_load_is_seeded(tiny: tuple[str, ModelConfig]) -> None:
-    _, model_cfg = tiny
+def test_random_load_is_seeded() -> None:
+    from conftest import compose_run
+
+    model_cfg = typed(compose_run(["model=tiny-llama"]).model, ModelConfig)
+    model_cfg.device = "cpu"
     a = load_model(model_cfg, seed=3).model.model.layers[0].mlp.up_proj.weight
     b = load_model(model_cfg, seed=3).model.model.layers[0].mlp.up_proj.weight
     c = load_model(model_cfg, seed=4).model.model.layers[0].mlp.up_proj.weight
