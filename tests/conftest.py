@@ -5,25 +5,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from abq_helpers import compose_run
 from omegaconf import DictConfig
 
-from abqlab.config import ModelConfig, register_configs
+from abqlab.config import ModelConfig
 from abqlab.models.load import LoadedModel, load_model
-
-REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
-
-register_configs()
-
-
-def compose_run(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """The resolved run config for ``overrides``, composed from the repo's conf/ as the CLI does."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from abq_helpers import REPO
 
 from abqlab.track.store import read_records
 

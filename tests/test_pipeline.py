@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import compose_run
+from abq_helpers import compose_run
 from omegaconf import DictConfig
 
 from abqlab import pipeline

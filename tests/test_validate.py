@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR, compose_run
+from abq_helpers import CONF_DIR, compose_run
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from abqlab.validate import ConfigError, check_run

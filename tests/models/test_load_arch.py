@@ -33,7 +33,7 @@ def expected_shapes(head_dim: int) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture(scope="module", params=TINY)
 def tiny(request: pytest.FixtureRequest) -> tuple[str, ModelConfig]:
-    from conftest import compose_run
+    from abq_helpers import compose_run
 
     cfg: DictConfig = compose_run([f"model={request.param}"])
     model_cfg = typed(cfg.model, ModelConfig)
@@ -68,7 +68,7 @@ def test_tiny_config_loads_and_has_every_linear(tiny: tuple[str, ModelConfig]) -
 
 
 def test_random_load_is_seeded() -> None:
-    from conftest import compose_run
+    from abq_helpers import compose_run
 
     model_cfg = typed(compose_run(["model=tiny-llama"]).model, ModelConfig)
     model_cfg.device = "cpu"

@@ -277,7 +277,7 @@ def test_asymmetric_bit_balance_matches_abq_llm_on_a_symmetric_range() -> None:
 
 
 def test_bit_balance_configs_use_five_weight_levels() -> None:
-    from conftest import compose_run
+    from abq_helpers import compose_run
 
     from abqlab.config import QuantConfig
     from abqlab.pipeline import typed

@@ -60,7 +60,7 @@ def test_config_hash_changes_with_what_is_computed() -> None:
 
 
 def test_composed_configs_hash_equal_across_logger_choices() -> None:
-    from conftest import compose_run
+    from abq_helpers import compose_run
     from omegaconf import OmegaConf
 
     def digest(*overrides: str) -> str:
