@@ -89,8 +89,9 @@ def load_quantized(model: nn.Module, arch: Any, path: Path) -> dict[str, Any]:
         if saved["bias"] is not None:
             module.bias.data.copy_(saved["bias"].to(module.bias))
         device = module.weight.device
+        signed_zero = saved["zero"] + module.w_spec.qmin  # exports shift codes by -qmin
         module.set_grid(
-            saved["scale"].unsqueeze(-1).to(device), saved["zero"].unsqueeze(-1).to(device)
+            saved["scale"].unsqueeze(-1).to(device), signed_zero.unsqueeze(-1).to(device)
         )
         module.freeze()
     return payload["config"]
