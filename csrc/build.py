@@ -129,51 +129,71 @@ def _device_arch() -> str:
     return f"sm_{major}{minor}{'a' if major == 9 else ''}"
 
 
+def _binding_object(verbose: bool) -> tuple[Path, subprocess.Popen | None]:
+    """Start compiling binding.cpp (cached by a hash of inputs, flags and torch version)."""
+    import sysconfig
+
+    import torch
+    from torch.utils.cpp_extension import include_paths
+
+    abi = int(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True))
+    flags = [os.environ.get("CXX", "c++"), "-O3", "-fPIC", "-std=c++20",
+             f"-DTORCH_EXTENSION_NAME={EXT_NAME}", "-DTORCH_API_INCLUDE_EXTENSION_H",
+             f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{CSRC / 'include'}",
+             *(f"-isystem{p}" for p in include_paths()),
+             f"-isystem{sysconfig.get_paths()['include']}"]
+    h = hashlib.sha256("\0".join([*flags, torch.__version__]).encode())
+    for f in (CSRC / "binding.cpp", CSRC / "include" / "abq" / "params.h"):
+        h.update(f.read_bytes())
+    obj = BUILD / "ext" / f"binding-{h.hexdigest()[:16]}.o"
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    if obj.exists():
+        return obj, None
+    cmd = [*flags, "-c", str(CSRC / "binding.cpp"), "-o", str(obj) + ".tmp"]
+    if verbose:
+        print(" ".join(cmd), flush=True)
+    return obj, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def build_extension(arches: tuple[str, ...] | None = None, verbose: bool = True) -> Path:
     """Build the torch extension; return the .so path (reused when nothing changed).
 
     The kernels come from :func:`build_cubins` (one relocatable object for all instantiations);
-    the binding (only ``torch/extension.h``) is compiled and linked with the host C++ compiler
-    against the installed torch and cudart. No ninja, no ATen CUDA headers: it builds against
-    any torch wheel, CUDA or CPU.
+    the binding (only ``torch/extension.h``) is compiled with the host C++ compiler, in parallel
+    with nvcc, and linked against the installed torch and cudart. No ninja, no ATen CUDA
+    headers: it builds against any torch wheel, CUDA or CPU.
     """
     import sysconfig
 
     import torch
-    from torch.utils.cpp_extension import include_paths, library_paths
+    from torch.utils.cpp_extension import library_paths
 
     arches = arches or (_device_arch(),)
-    obj = build_cubins(arches, jobs=len(arches)) / "all.o"
     home = cuda_home()
     if home is None:
         raise FileNotFoundError("libcudart.so not found: set CUDA_HOME")
-    out = BUILD / "ext"
-    out.mkdir(parents=True, exist_ok=True)
-    so = out / f"{EXT_NAME}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
-    abi = int(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True))
+    bobj, proc = _binding_object(verbose)
+    kobj = build_cubins(arches, jobs=len(arches)) / "all.o"
+    if proc is not None:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"binding compile failed:\n{err[-4000:]}")
+        os.replace(str(bobj) + ".tmp", bobj)
+    so = BUILD / "ext" / f"{EXT_NAME}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
     torch_lib = library_paths()[0]
-    cmd = [os.environ.get("CXX", "c++"), "-O3", "-shared", "-fPIC", "-std=c++20",
-           f"-DTORCH_EXTENSION_NAME={EXT_NAME}", "-DTORCH_API_INCLUDE_EXTENSION_H",
-           f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{CSRC / 'include'}",
-           *(f"-isystem{p}" for p in include_paths()),
-           f"-isystem{sysconfig.get_paths()['include']}",
-           str(CSRC / "binding.cpp"), str(obj), "-o", str(so) + ".tmp",
+    cmd = [os.environ.get("CXX", "c++"), "-shared", str(bobj), str(kobj), "-o", str(so) + ".tmp",
            f"-L{torch_lib}", "-lc10", "-ltorch_cpu", "-ltorch", "-ltorch_python",
            f"-L{home / 'lib64'}", "-lcudart", f"-Wl,-rpath,{home / 'lib64'}",
            f"-Wl,-rpath,{torch_lib}"]
-    h = hashlib.sha256("\0".join([*cmd, torch.__version__]).encode())
-    for f in (CSRC / "binding.cpp", CSRC / "include" / "abq" / "params.h", obj):
-        h.update(f.read_bytes())
+    h = hashlib.sha256("\0".join([*cmd, torch.__version__]).encode()).hexdigest()
     stamp = so.with_name(so.name + ".stamp")
-    if so.exists() and stamp.exists() and stamp.read_text() == h.hexdigest():
+    if so.exists() and stamp.exists() and stamp.read_text() == h:
         return so
-    if verbose:
-        print(" ".join(cmd), flush=True)
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
-        raise RuntimeError(f"binding build failed:\n{res.stderr[-4000:]}")
+        raise RuntimeError(f"binding link failed:\n{res.stderr[-4000:]}")
     os.replace(str(so) + ".tmp", so)
-    stamp.write_text(h.hexdigest())
+    stamp.write_text(h)
     return so
 
 

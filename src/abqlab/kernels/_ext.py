@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import sysconfig
+import warnings
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -21,8 +23,9 @@ def _candidates() -> list[Path]:
     env = os.environ.get("ABQLAB_KERNELS_LIB")
     if env:
         return [Path(env)]
-    repo = Path(__file__).resolve().parents[3]
-    return sorted((repo / "csrc" / "build" / "ext").glob(f"{EXT_NAME}*.so"))
+    ext_dir = Path(__file__).resolve().parents[3] / "csrc" / "build" / "ext"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    return [ext_dir / f"{EXT_NAME}{suffix}"]  # built for this interpreter only
 
 
 @cache
@@ -39,7 +42,12 @@ def load() -> ModuleType | None:
         if spec is None or spec.loader is None:
             continue
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except (ImportError, OSError) as err:  # stale build (other torch / CUDA): rebuild it
+            warnings.warn(f"cannot load {path}: {err}; run python csrc/build.py ext",
+                          stacklevel=2)
+            return None
         sys.modules.setdefault(EXT_NAME, module)
         return module
     return None
