@@ -19,19 +19,14 @@ from abqlab.config import QuantConfig
 from abqlab.models.load import LoadedModel
 from abqlab.quant.apply import fake_quant_linears, freeze_model, quantize_model
 
-SYM_BUG = (
-    "calib/checkpoint.py load_quantized sets the grid zero to the exported zero (zero - qmin): "
-    "symmetric grids get zero=-qmin instead of 0, so freeze() re-quantizes and clips every weight"
-)
-
 
 @pytest.mark.parametrize(
     ("sym", "group"),
     [
         (False, -1),
         (False, 16),
-        pytest.param(True, -1, marks=pytest.mark.xfail(strict=True, reason=SYM_BUG)),
-        pytest.param(True, 16, marks=pytest.mark.xfail(strict=True, reason=SYM_BUG)),
+        (True, -1),  # was broken: the exported zero (zero - qmin) was used as the grid's zero
+        (True, 16),
     ],
 )
 def test_round_trip_reproduces_logits(tmp_path: Path, sym: bool, group: int) -> None:
