@@ -209,3 +209,24 @@ def test_unsupported_inputs_raise() -> None:
     with pytest.raises(RuntimeError):  # binding-level check: non-contiguous planes
         EXT.btc_gemm(a, v1, i1, i1, planes.transpose(1, 2), v4, i4, i4, None,
                      torch.empty(1, 4, dtype=torch.int32, device=DEV), 100, _stream())
+
+
+@pytest.mark.parametrize(("w_bits", "a_bits", "sym"), [(2, 8, False), (4, 4, True), (3, 6, False),
+                                                       (8, 8, True), (1, 2, False)])
+@pytest.mark.parametrize("m", [1, 7, 40])
+def test_op_chain_exact(w_bits: int, a_bits: int, sym: bool, m: int) -> None:
+    """act_quant_pack -> btc_gemm / s8_gemm through torch.ops on CUDA == the CPU ops, exactly."""
+    gen = torch.Generator().manual_seed(m)
+    k, n = 1000, 72
+    x = torch.randn(m, k, generator=gen).to(torch.bfloat16)
+    w = _codes(n, k, w_bits, gen)
+    wp = ref.pack_planes(w, w_bits)
+    wargs = (torch.rand(n, generator=gen), torch.randint(0, 3, (n,), generator=gen,
+                                                         dtype=torch.int32),
+             w.sum(1, dtype=torch.int32), None, k, torch.int32)
+    for int8 in ([False, True] if a_bits == 8 else [False]):
+        gemm = ops.s8_gemm if int8 else ops.btc_gemm
+        cpu = gemm(*ops.act_quant_pack(x, a_bits, sym, int8), wp, *wargs)
+        act = ops.act_quant_pack(x.to(DEV), a_bits, sym, int8)
+        gpu = gemm(*act, wp.to(DEV), *(t.to(DEV) if torch.is_tensor(t) else t for t in wargs))
+        assert torch.equal(gpu.cpu(), cpu), int8
