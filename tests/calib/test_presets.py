@@ -31,10 +31,6 @@ EXPECTED = {  # method, components in run order, loss weights
     "load": ("load", [], {}),
 }
 Composer = Callable[..., Any]
-ENABLED_BUG = (
-    "conf/calib/abq.yaml documents the ablation 'calib.components.compensation.enabled=false', "
-    "but no preset spells out 'enabled', so Hydra refuses the override (needs a '+' prefix)"
-)
 
 
 def compose_calib(composer: Composer, preset: str, *overrides: str) -> Any:
@@ -85,14 +81,8 @@ def test_smoothquant_is_fixed_closed_form(composer: Composer) -> None:
     ("override", "key", "value"),
     [
         ("calib.losses.akl=0", "calib.losses.akl", 0.0),
-        pytest.param(
-            "calib.components.compensation.enabled=false",
-            "calib.components.compensation.enabled",
-            False,
-            marks=pytest.mark.xfail(strict=True, reason=ENABLED_BUG),
-        ),
         (
-            "+calib.components.compensation.enabled=false",
+            "calib.components.compensation.enabled=false",
             "calib.components.compensation.enabled",
             False,
         ),
@@ -118,7 +108,7 @@ def test_ablations_take_effect(composer: Composer) -> None:
     assert trainer.needs_fp_block is False
     assert BlockTrainer(typed(compose_calib(composer, "abq").calib, CalibConfig), {}).needs_fp_block
     no_comp = typed(
-        compose_calib(composer, "abq", "+calib.components.compensation.enabled=false").calib,
+        compose_calib(composer, "abq", "calib.components.compensation.enabled=false").calib,
         CalibConfig,
     )
     assert [type(c).__name__ for c in enabled_components(no_comp)] == ["Smoothing", "Clipping"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -32,10 +33,17 @@ def split_text(cfg: DataConfig, split: str) -> str:
     return SEPARATOR.join(articles(cfg, split))
 
 
+_STREAMS: dict[tuple[str, int, str], torch.Tensor] = {}
+
+
 def token_stream(tokenizer: Any, text: str) -> torch.Tensor:
-    """All tokens of ``text`` as one 1-D tensor (no special tokens)."""
-    ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False).input_ids
-    return torch.tensor(ids, dtype=torch.long)
+    """All tokens of ``text`` as one 1-D tensor (no special tokens); memoized per process."""
+    digest = hashlib.sha1(text.encode()).hexdigest()
+    key = (str(getattr(tokenizer, "name_or_path", "")), len(tokenizer), digest)
+    if key not in _STREAMS:
+        ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False).input_ids
+        _STREAMS[key] = torch.tensor(ids, dtype=torch.long)
+    return _STREAMS[key]
 
 
 def calibration_windows(
