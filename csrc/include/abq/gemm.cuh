@@ -53,6 +53,7 @@ struct BtcCore {
   static constexpr bool kInt = true;
   static constexpr int S = P + Q - 1;  // distinct plane weights 2^(i+j), s = i + j
   static constexpr int kNT = S <= 2 ? 4 : (S <= 4 ? 2 : 1);
+  static constexpr int kGemvMinBlocks = 12 * Q + 8 * P <= 100 ? 2 : 1;
   using Res = int;
 
   template <int NT>
@@ -113,6 +114,7 @@ template <int Q>
 struct S8Core {
   static constexpr bool kInt = true;
   static constexpr int kNT = Q <= 4 ? 4 : 2;
+  static constexpr int kGemvMinBlocks = Q <= 5 ? 2 : 1;
   static constexpr uint32_t kFlip = Q == 8 ? 0x80808080u : 0u;
   static constexpr long long kCw = Q == 8 ? 128 : 0;
   using Res = int;
@@ -176,6 +178,7 @@ template <int Q, class T>
 struct A16Core {
   static constexpr bool kInt = false;
   static constexpr int kNT = Q <= 4 ? 4 : 2;
+  static constexpr int kGemvMinBlocks = Q <= 4 ? 2 : 1;
   using Res = float;
 
   template <int NT>
@@ -282,8 +285,12 @@ __device__ __forceinline__ void epilogue(const AbqGemmParams& p, const Tile& tl,
 
 // ---------------------------------------------------------------- kernel + launchers
 // KS warps split the k-blocks of one warp tile (GEMV); WM x WN warps tile tokens x channels.
+// GEMV kernels (KS > 1) of the lighter cores ask for 2 resident blocks per SM (<= 128
+// registers) to keep more loads in flight; the rule per core was chosen so that ptxas spills
+// nothing (checked by tests/kernels/test_kernels_nvcc.py). GEMM kernels may use 255 registers.
 template <class Core, int NT, int WM, int WN, int KS>
-__global__ void __launch_bounds__(32 * WM * WN * KS, 1) gemm_kernel(const AbqGemmParams p) {
+__global__ void __launch_bounds__(32 * WM * WN * KS, KS > 1 ? Core::kGemvMinBlocks : 1)
+    gemm_kernel(const AbqGemmParams p) {
   using Res = typename Core::Res;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int ks = warp / (WM * WN), wr = warp % (WM * WN);
