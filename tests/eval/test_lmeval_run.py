@@ -112,4 +112,8 @@ def test_agreement_on_full_smollm2(tmp_path: Path) -> None:
     _, windows = window_documents(m.tokenizer, stream, 256, prefix, 8)
     fast = perplexity(m.model, windows[:, 1:].reshape(-1), 256, None, bos_id=prefix, batch_size=4)
     assert 5 < fast < 60
-    assert result.metrics["token_perplexity/wiki_windows"] == pytest.approx(fast, rel=1e-4)
+    # Measured: lm-eval 15.55658, fast 15.55492 (rel 1.1e-4). The gap is float32 rounding in
+    # perplexity.window_nll's cross_entropy over [batch, vocab, seq] (strided class dim): its
+    # summed NLL is 0.25 nats (of 5598.78) below a float64 reference, lm-eval's log_softmax
+    # over the last dim is 0.03 nats below it.
+    assert result.metrics["token_perplexity/wiki_windows"] == pytest.approx(fast, rel=2e-4)
