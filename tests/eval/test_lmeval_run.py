@@ -68,11 +68,19 @@ def test_fast_perplexity_and_lm_eval_rolling_agree(smollm2_2layer, tmp_path: Pat
 
 
 def test_rolling_never_scores_bos_whatever_add_bos(smollm2_2layer, tmp_path: Path) -> None:
+    """A tokenizer that adds BOS + add_bos_token: rolling ppl unchanged (BOS is no target)."""
+    from transformers import AutoTokenizer
+
+    from abqlab.models.embedded import embedded_model_dir
+
     m = smollm2_2layer
+    bos_tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir()), add_bos_token=True)
+    assert bos_tokenizer("hi").input_ids[0] == bos_tokenizer.bos_token_id
     cfg = EvalConfig(tasks=["wiki_ppl"], limit=3, seqlen=64)
     off = run_lm_eval(m.model, m.tokenizer, cfg, SMALL_DATA, False, tmp_path / "a").metrics
-    on = run_lm_eval(m.model, m.tokenizer, cfg, SMALL_DATA, True, tmp_path / "b").metrics
+    on = run_lm_eval(m.model, bos_tokenizer, cfg, SMALL_DATA, True, tmp_path / "b").metrics
     assert on["bits_per_byte/wiki"] == pytest.approx(off["bits_per_byte/wiki"], rel=1e-6)
+    assert on["token_perplexity/wiki"] == pytest.approx(off["token_perplexity/wiki"], rel=1e-6)
 
 
 def test_local_tasks_reject_few_shot(smollm2_2layer, tmp_path: Path) -> None:
