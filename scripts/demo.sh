@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
-abqlab -m experiment=demo quant=fp,w8a8,w4a8 calib=rtn eval.max_windows=20 \
+abqlab -m quant=fp,w8a8,w4a8 calib=rtn eval.max_windows=20 \
   results_store=results/demo.jsonl
 python -m abqlab.tables.summary results/demo.jsonl

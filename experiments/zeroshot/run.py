@@ -124,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=30, help="documents per task (0 = all)")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--store", type=Path, default=REPO / "results" / "runs.jsonl")
+    parser.add_argument("--store", type=Path, default=HERE / "runs.jsonl")
     parser.add_argument("--table", action="store_true", help="only rebuild the table")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     args = parser.parse_args()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from abqlab.calib import METHODS
 from abqlab.calib.components import COMPONENTS, build_component
@@ -117,3 +117,20 @@ def check_run(cfg: DictConfig) -> None:
     if cfg.eval.seqlen < 2:
         raise ConfigError("eval.seqlen", cfg.eval.seqlen, "integers >= 2")
     check_groups(cfg, load_config(cfg.model))
+    check_eval(cfg)
+
+
+def check_eval(cfg: DictConfig) -> None:
+    """lm-eval task names (and, for standard tasks, the network) before any model work."""
+    if not cfg.eval.tasks and not cfg.eval.lm_eval_ppl:
+        return
+    from abqlab.config import EvalConfig
+    from abqlab.eval.lmeval import StandardTaskNetworkError, UnknownTaskError, validate_tasks
+
+    eval_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvalConfig), cfg.eval))
+    try:
+        validate_tasks(eval_cfg)
+    except UnknownTaskError as error:
+        raise ConfigError("eval.tasks", list(cfg.eval.tasks), str(error)) from error
+    except StandardTaskNetworkError as error:
+        raise ConfigError("eval.tasks", list(cfg.eval.tasks), str(error)) from error

@@ -34,8 +34,10 @@ def window_nll(model: nn.Module, windows: torch.Tensor, batch_size: int) -> tupl
         batch = batch.to(device)
         logits = model(batch).logits[:, :-1].float()
         targets = batch[:, 1:]
-        nll = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="sum")
-        total += nll.item()
+        nll = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+        )
+        total += nll.double().sum().item()  # float64 sum: no drift over many tokens
         count += targets.numel()
     return total, count
 
