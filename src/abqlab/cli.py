@@ -22,7 +22,10 @@ register_configs()
 def main(cfg: DictConfig) -> int:
     """Validate, then run; exits 2 on a bad config, 1 on a failed single run."""
     from abqlab.pipeline import run
+    from abqlab.track.environment import git_commit
     from abqlab.validate import ConfigError, check_run
+
+    git_commit()  # pin the code version for every job of this process
 
     try:
         check_run(cfg)

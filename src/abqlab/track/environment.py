@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,13 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+@lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """The commit of the abqlab checkout (with ``+dirty`` when it has changes), if any."""
+    """The commit of the abqlab checkout (with ``+dirty`` when it has changes), if any.
+
+    Read once per process: a sweep's later jobs run the code imported at its start, even if
+    the checkout moves on meanwhile.
+    """
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
