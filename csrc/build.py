@@ -52,22 +52,35 @@ def cuda_home() -> Path | None:
     return None
 
 
-def find_cuobjdump() -> str | None:
-    """cuobjdump from PATH, $CUDA_HOME, or the nvidia-cuda-cuobjdump wheel."""
-    found = shutil.which("cuobjdump")
+def find_cuda_tool(name: str) -> str | None:
+    """``name`` (cuobjdump, nvdisasm) from PATH, $CUDA_HOME, or the nvidia-cuda-* wheels."""
+    found = shutil.which(name)
     if found:
         return found
     home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
-    if (Path(home) / "bin" / "cuobjdump").exists():
-        return str(Path(home) / "bin" / "cuobjdump")
+    if (Path(home) / "bin" / name).exists():
+        return str(Path(home) / "bin" / name)
     try:
         import nvidia  # namespace package of the NVIDIA wheels
     except ImportError:
         return None
     for root in nvidia.__path__:
-        for cand in Path(root).glob("*/bin/cuobjdump"):
+        for cand in Path(root).glob(f"*/bin/{name}"):
             return str(cand)
     return None
+
+
+def find_cuobjdump() -> str | None:
+    return find_cuda_tool("cuobjdump")
+
+
+def sass_env() -> dict[str, str]:
+    """Environment in which ``cuobjdump --dump-sass`` finds nvdisasm (it shells out to it)."""
+    env = dict(os.environ)
+    nvdisasm = find_cuda_tool("nvdisasm")
+    if nvdisasm:
+        env["PATH"] = f"{Path(nvdisasm).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def _gencode(arch: str) -> str:
@@ -115,7 +128,9 @@ def build_cubins(arches: tuple[str, ...] = DEFAULT_ARCHES, jobs: int = 2) -> Pat
     sass = out / "sass.txt"
     tool = find_cuobjdump()
     if tool and not sass.exists():
-        res = subprocess.run([tool, "--dump-sass", str(obj)], capture_output=True, text=True)
+        res = subprocess.run(
+            [tool, "--dump-sass", str(obj)], capture_output=True, text=True, env=sass_env()
+        )
         if res.returncode != 0:
             raise RuntimeError(f"cuobjdump failed: {res.stderr[-2000:]}")
         sass.write_text(res.stdout)
