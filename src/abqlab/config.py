@@ -60,7 +60,6 @@ class CalibConfig:
     batch_size: int = 1
     components: dict[str, Any] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
     save: bool = True  # learned values per block under <run_dir>/calib/
     save_model: bool = False  # integer codes + grids in <run_dir>/quantized.pt
     load_from: str | None = None  # method=load: a quantized.pt to evaluate
