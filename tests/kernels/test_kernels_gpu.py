@@ -12,6 +12,7 @@ import os
 
 import pytest
 import torch
+from kernel_exports import random_export as _export
 
 from abqlab.kernels import _ext, ops
 from abqlab.kernels import reference as ref
@@ -153,19 +154,6 @@ def test_a16_close(w_bits: int, dtype: torch.dtype, group: int) -> None:
         torch.testing.assert_close(y.float(), expect.float(), rtol=tol, atol=tol * 4)
 
 
-def _export(n: int, k: int, w_bits: int, a_bits: int, group: int, levels: int | None = None,
-            gen: torch.Generator | None = None) -> dict:
-    levels = levels or 2**w_bits
-    groups = -(-k // group)
-    return {
-        "qweight": torch.randint(0, levels, (n, k), generator=gen, dtype=torch.uint8),
-        "scale": torch.rand(n, groups, generator=gen) / levels + 1e-3,
-        "zero": torch.randint(0, levels, (n, groups), generator=gen).float(),
-        "group_size": group, "w_bits": w_bits, "w_levels": levels, "a_bits": a_bits,
-        "a_sym": False, "bias": torch.randn(n, generator=gen),
-    }
-
-
 @pytest.mark.parametrize(("w_bits", "a_bits", "levels", "backend"), [
     (4, 4, None, "auto"), (2, 8, 5, "auto"), (2, 8, 5, "btc"), (4, 8, None, "s8"),
     (3, 6, None, "auto"), (4, 16, None, "auto"), (2, 16, 5, "auto")])
@@ -174,7 +162,7 @@ def test_quant_linear_cuda_matches_cpu(w_bits: int, a_bits: int, levels: int | N
     gen = torch.Generator().manual_seed(0)
     n, k = 96, 640
     group = 128 if a_bits == 16 else k
-    e = _export(n, k, w_bits, a_bits, group, levels, gen)
+    e = _export(n, k, w_bits, a_bits, group, levels, gen=gen)
     layer = QuantLinear.from_export(e, backend=backend)
     x = torch.randn(2, 5, k, generator=gen).to(torch.float16)
     y_cpu = layer(x)

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_exports import random_export as _export
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import abqlab.kernels as K
 from abqlab.kernels import ops
 from abqlab.kernels import reference as ref
 from abqlab.kernels.linear import QuantLinear, fake_quant_linear, pack_weight
-
-
-def _export(n: int, k: int, w_bits: int, a_bits: int, group: int, levels: int | None = None,
-            a_sym: bool = False, bias: bool = True, seed: int = 0) -> dict:
-    gen = torch.Generator().manual_seed(seed)
-    levels = levels or 2**w_bits
-    groups = -(-k // group)
-    return {
-        "qweight": torch.randint(0, levels, (n, k), generator=gen, dtype=torch.uint8),
-        "scale": torch.rand(n, groups, generator=gen) / levels + 1e-3,
-        "zero": torch.randint(0, levels, (n, groups), generator=gen).float(),
-        "group_size": group, "w_bits": w_bits, "w_levels": levels, "a_bits": a_bits,
-        "a_sym": a_sym, "bias": torch.randn(n, generator=gen) if bias else None,
-    }
 
 
 def test_import_without_library() -> None:
@@ -101,7 +88,7 @@ def test_btc_and_s8_ops_agree(out_dtype: torch.dtype) -> None:
 def test_quant_linear_matches_semantics(w_bits: int, a_bits: int, levels: int | None,
                                         a_sym: bool, group: int) -> None:
     n, k = 24, 300
-    e = _export(n, k, w_bits, a_bits, group or k, levels, a_sym)
+    e = _export(n, k, w_bits, a_bits, group or k, levels, a_sym=a_sym)
     layer = QuantLinear.from_export(e)
     assert layer.storage_bits == ref.storage_bits(levels or 2**w_bits)
     x = torch.randn(2, 3, k)
