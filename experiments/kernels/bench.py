@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import env_info, md_table  # noqa: E402
+from common import env_info, graph_replay_ms, md_table  # noqa: E402
 
 from abqlab.kernels import _ext, ops  # noqa: E402
 from abqlab.kernels import reference as ref  # noqa: E402
@@ -57,14 +57,7 @@ def time_graph(calls: list[Callable[[], object]], reps: int, budget_s: float = 2
     graph.replay()
     torch.cuda.synchronize()
     reps = max(3, min(reps, int(budget_s / max(time.perf_counter() - t0, 1e-9))))
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / len(calls))
+    times = [ms * 1e3 / len(calls) for ms in graph_replay_ms(graph, reps)]
     del graph
     return statistics.median(times)
 

@@ -12,6 +12,19 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 
 
+def graph_replay_ms(graph: torch.cuda.CUDAGraph, reps: int) -> list[float]:
+    """Milliseconds of each of ``reps`` replays of a captured CUDA graph (CUDA events)."""
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
 def _git(*args: str) -> str:
     try:
         res = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)

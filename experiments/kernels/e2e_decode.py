@@ -25,7 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import env_info, md_table  # noqa: E402
+from common import env_info, graph_replay_ms, md_table  # noqa: E402
 
 from abqlab.kernels import QuantLinear, _ext  # noqa: E402
 
@@ -113,15 +113,7 @@ def time_linears(model: nn.Module, batch: int, reps: int = 20) -> float:
         for m in mods:
             m(xs[m.in_features])
     graph.replay()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        graph.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
+    return statistics.median(graph_replay_ms(graph, reps))
 
 
 def main() -> None:
