@@ -58,6 +58,11 @@ class CalibConfig:
     seed: int = 2
     epochs: int = 0
     batch_size: int = 1
+    lr_schedule: str = "cosine"  # constant | cosine (per step, to 0 at the last epoch)
+    warmup: float = 0.0  # fraction of the steps with a linear lr warm-up
+    grad_clip: float = 0.0  # max global gradient norm per step; 0: no clipping
+    select: str = "best"  # best: keep the best-scoring epoch (−1 = initialisation) | last
+    patience: int = 0  # stop a block after this many epochs without improvement; 0: never
     components: dict[str, Any] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
     save: bool = True  # learned values per block under <run_dir>/calib/

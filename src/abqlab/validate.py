@@ -8,7 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from abqlab.calib import METHODS
 from abqlab.calib.components import COMPONENTS, build_component
+from abqlab.calib.curve import SELECTIONS
 from abqlab.calib.losses import LOSSES
+from abqlab.calib.schedule import SCHEDULES
 from abqlab.models.load import DTYPES, SOURCES, load_config
 from abqlab.quant.spec import FP_BITS
 
@@ -103,6 +105,18 @@ def check_calib(cfg: DictConfig) -> None:
     if calib.nsamples < 1 or calib.batch_size < 1 or calib.nsamples % calib.batch_size:
         raise ConfigError("calib.batch_size", calib.batch_size,
                           f"a positive divisor of calib.nsamples={calib.nsamples}")
+    check_optimisation(calib)
+
+
+def check_optimisation(calib: DictConfig) -> None:
+    """The block trainer's schedule, clipping and selection settings."""
+    check_choice("calib.lr_schedule", calib.lr_schedule, SCHEDULES)
+    check_choice("calib.select", calib.select, SELECTIONS)
+    if not 0.0 <= calib.warmup < 1.0:
+        raise ConfigError("calib.warmup", calib.warmup, "a fraction of the steps in [0, 1)")
+    for key in ("grad_clip", "patience", "epochs"):
+        if calib[key] < 0:
+            raise ConfigError(f"calib.{key}", calib[key], ">= 0 (0 switches it off)")
 
 
 def check_run(cfg: DictConfig) -> None:

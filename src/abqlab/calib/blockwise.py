@@ -85,6 +85,12 @@ def calibrate_blockwise(
         )
         groups = [(c, c.attach(ctx)) for c in components]
         losses = trainer.train(ctx, fp_block, groups, x_fp, x_q, target_fp, target_fpstar, progress)
+        if losses.get("best_epoch") == -1:
+            log.info(
+                "block %d: no epoch beat the initialisation (loss %.4g); kept it",
+                index,
+                losses["init_loss"],
+            )
         for component in components:
             component.bake(ctx)
         for linear in ctx.linears().values():

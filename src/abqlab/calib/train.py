@@ -1,8 +1,14 @@
-"""Training one block's calibration parameters against the weighted losses."""
+"""Training one block's calibration parameters against the weighted losses.
+
+Each block is scored on all its calibration windows before training (epoch −1) and after every
+epoch; with ``calib.select=best`` the parameters of the best-scoring epoch are restored at the end,
+so a block never ends worse than its initialisation on the windows it trains on.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,8 +16,10 @@ from torch import nn
 
 from abqlab.calib.components import Component
 from abqlab.calib.context import BlockContext
+from abqlab.calib.curve import BlockCurve
 from abqlab.calib.losses import LOSSES
 from abqlab.calib.losses.terms import LossInputs
+from abqlab.calib.schedule import lr_lambda
 from abqlab.models.arch import get_module
 
 
@@ -53,6 +61,22 @@ def recorded_attention(
         attention.abqlab_record = None
 
 
+@dataclass
+class Streams:
+    """One block's calibration data: both input streams and both float targets."""
+
+    x_fp: torch.Tensor
+    x_q: torch.Tensor
+    target_fp: torch.Tensor
+    target_fpstar: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.x_q.shape[0]
+
+    def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.x_fp[index], self.x_q[index], self.target_fp[index], self.target_fpstar[index]
+
+
 class BlockTrainer:
     """AdamW over the components' parameters (one lr group each), weighted losses, STE."""
 
@@ -86,6 +110,29 @@ class BlockTrainer:
             _, attn_fp = recorded_attention(fp_block, attention, x_fp, self.kwargs)
         return LossInputs(output, target_fp, target_fpstar, attn_q, attn_fp)
 
+    def checked_loss(
+        self, ctx: BlockContext, epoch: int, inputs: LossInputs
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        total, parts = self.loss(inputs)
+        if not math.isfinite(total.item()):
+            raise CalibrationDivergedError(
+                f"block {ctx.index} epoch {epoch}: loss is {total.item()} ({parts})"
+            )
+        return total, {"loss": total.item(), **parts}
+
+    @torch.no_grad()
+    def evaluate(
+        self, ctx: BlockContext, fp_block: nn.Module | None, data: Streams, epoch: int
+    ) -> dict[str, float]:
+        """Mean losses over every calibration window with the current parameters."""
+        sums: dict[str, float] = {}
+        for rows in torch.arange(len(data)).split(self.calib.batch_size):
+            inputs = self.step_inputs(ctx, fp_block, *data.rows(rows))
+            _, parts = self.checked_loss(ctx, epoch, inputs)
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + value * len(rows)
+        return {name: value / len(data) for name, value in sums.items()}
+
     def train(
         self,
         ctx: BlockContext,
@@ -96,32 +143,43 @@ class BlockTrainer:
         target_fp: torch.Tensor,
         target_fpstar: torch.Tensor,
         progress: Any,
-    ) -> dict[str, float]:
-        """Optimise for ``calib.epochs``; returns the last epoch's mean losses."""
+    ) -> dict[str, Any]:
+        """Optimise for up to ``calib.epochs``; returns the selected epoch's losses and the curve.
+
+        The returned dict holds the evaluated losses of the parameters the block keeps
+        (``loss``, one key per term), ``init_loss``, ``best_epoch`` (−1: the initialisation was
+        best) and ``curve`` (per-epoch train and eval losses).
+        """
         param_groups = [{"params": p, "lr": c.cfg.lr} for c, p in groups if p]
         if not param_groups or self.calib.epochs <= 0 or not self.weights:
             return {}
+        params = [p for group in param_groups for p in group["params"]]
+        data = Streams(x_fp, x_q, target_fp, target_fpstar)
+        steps_per_epoch = math.ceil(len(data) / self.calib.batch_size)
         optimizer = torch.optim.AdamW(param_groups, weight_decay=0.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(self.calib, steps_per_epoch * self.calib.epochs)
+        )
         generator = torch.Generator().manual_seed(self.calib.seed + ctx.index)
-        size = self.calib.batch_size
-        means: dict[str, float] = {}
+        curve = BlockCurve(self.evaluate(ctx, fp_block, data, -1), params)
         for epoch in range(self.calib.epochs):
             sums: dict[str, float] = {}
-            order = torch.randperm(x_q.shape[0], generator=generator).split(size)
-            for rows in order:
-                inputs = self.step_inputs(
-                    ctx, fp_block, x_fp[rows], x_q[rows], target_fp[rows], target_fpstar[rows]
-                )
-                total, parts = self.loss(inputs)
-                if not math.isfinite(total.item()):
-                    raise CalibrationDivergedError(
-                        f"block {ctx.index} epoch {epoch}: loss is {total.item()} ({parts})"
-                    )
+            for rows in torch.randperm(len(data), generator=generator).split(self.calib.batch_size):
+                inputs = self.step_inputs(ctx, fp_block, *data.rows(rows))
+                total, parts = self.checked_loss(ctx, epoch, inputs)
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
+                if self.calib.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, self.calib.grad_clip)
                 optimizer.step()
-                for name, value in {"loss": total.item(), **parts}.items():
-                    sums[name] = sums.get(name, 0.0) + value
-            means = {name: value / len(order) for name, value in sums.items()}
-            progress.set_postfix(block=ctx.index, epoch=epoch, loss=f"{means['loss']:.4g}")
-        return means
+                scheduler.step()
+                for name, value in parts.items():
+                    sums[name] = sums.get(name, 0.0) + value / steps_per_epoch
+            evaluated = self.evaluate(ctx, fp_block, data, epoch)
+            curve.add(epoch, sums, evaluated, params)
+            progress.set_postfix(block=ctx.index, epoch=epoch, loss=f"{evaluated['loss']:.4g}")
+            if curve.stale_epochs() >= self.calib.patience > 0:
+                break
+        if self.calib.select == "best":
+            curve.restore_best(params)
+        return curve.summary(self.calib.select)

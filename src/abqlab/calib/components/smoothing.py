@@ -3,6 +3,12 @@
 For each pair, x → x / s at the producer and W → W · s at the consumers, so the float function
 is unchanged while activation outliers move into the weights. Initialised in closed form,
 s = max|x|^α / max|W|^(1−α); with ``learnable: false`` it is SmoothQuant.
+
+Learned in log space by default (``param: log``, s = exp(θ)): an optimizer step then changes every
+channel by the same relative amount. Learned directly (``param: linear``, as OmniQuant's code
+does), a fixed-lr Adam step moves a channel with s ≈ 0.02 by 25% per step; on SmolLM2 such
+channels cross zero within one epoch and the clamp at MIN_SCALE then blows them up by 1e3–1e5
+(experiments/calib_diagnosis).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class SmoothingConfig(ComponentConfig):
     lr: float = 5e-3
     alpha: float = 0.5
     learnable: bool = True
+    param: str = "log"  # log: s = exp(θ) (relative steps); linear: s = θ, clamped at MIN_SCALE
     pairs: list[str] = field(default_factory=lambda: ["qkv", "vo", "gate_up", "up_down"])
 
 
@@ -40,6 +47,32 @@ def expand_kv(scale: torch.Tensor, repeat: int, head_dim: int) -> torch.Tensor:
     return scale.view(kv_heads, 1, head_dim).expand(kv_heads, repeat, head_dim).reshape(-1)
 
 
+PARAMETRIZATIONS = ("log", "linear")
+
+
+class ScaleParameter(nn.Module):
+    """A positive per-channel scale, stored as θ = log s (``log``) or θ = s (``linear``)."""
+
+    def __init__(self, init: torch.Tensor, param: str, learnable: bool) -> None:
+        super().__init__()
+        if param not in PARAMETRIZATIONS:
+            raise ValueError(
+                f"calib.components.smoothing.param={param}: allowed: {', '.join(PARAMETRIZATIONS)}"
+            )
+        self.log = param == "log"
+        raw = init.clamp(min=MIN_SCALE)
+        self.theta = nn.Parameter(raw.log() if self.log else raw, requires_grad=learnable)
+
+    def forward(self) -> torch.Tensor:
+        return self.theta.exp() if self.log else self.theta.clamp(min=MIN_SCALE)
+
+    @torch.no_grad()
+    def set(self, scale: torch.Tensor) -> None:
+        """Set the scale's value (not θ) — for tests and checkpoint restore."""
+        raw = scale.to(self.theta).clamp(min=MIN_SCALE)
+        self.theta.copy_(raw.log() if self.log else raw)
+
+
 class Smoothing(Component):
     config_class = SmoothingConfig
     order = 10
@@ -47,8 +80,13 @@ class Smoothing(Component):
 
     def __init__(self, cfg: SmoothingConfig) -> None:
         super().__init__(cfg)
-        self.scales: dict[str, torch.Tensor] = {}
+        self.params: dict[str, ScaleParameter] = {}
         self.hooks: list[Any] = []
+
+    @property
+    def scales(self) -> dict[str, torch.Tensor]:
+        """The current (positive) scale of each pair."""
+        return {name: p() for name, p in self.params.items()}
 
     def initial_scale(self, ctx: BlockContext, pair: SmoothPair) -> torch.Tensor:
         act = ctx.stats[pair.consumers[0]].float()
@@ -63,18 +101,19 @@ class Smoothing(Component):
 
     def attach(self, ctx: BlockContext) -> list[nn.Parameter]:
         params: list[nn.Parameter] = []
+        self.params = {}
         for pair in ctx.arch.smooth_pairs:
             if pair.name not in self.cfg.pairs:
                 continue
             init = self.initial_scale(ctx, pair)
-            scale = nn.Parameter(init, requires_grad=self.cfg.learnable)
-            self.scales[pair.name] = scale
+            scale = ScaleParameter(init, self.cfg.param, self.cfg.learnable)
+            self.params[pair.name] = scale
             if self.cfg.learnable:
-                params.append(scale)
+                params.append(scale.theta)
             self.install(ctx, pair, scale)
         return params
 
-    def install(self, ctx: BlockContext, pair: SmoothPair, scale: torch.Tensor) -> None:
+    def install(self, ctx: BlockContext, pair: SmoothPair, scale: ScaleParameter) -> None:
         """Divide the producer's output by s and multiply the consumers' input columns by s."""
         producer = get_module(ctx.block, pair.producer)
         if isinstance(producer, FakeQuantLinear):
@@ -92,37 +131,33 @@ class Smoothing(Component):
             hook.remove()
         self.hooks = []
         for pair in ctx.arch.smooth_pairs:
-            scale = self.scales.get(pair.name)
+            scale = self.params.get(pair.name)
             producer = get_module(ctx.block, pair.producer)
             if scale is not None and not isinstance(producer, FakeQuantLinear):
-                producer.weight.div_(scale.detach().clamp(min=MIN_SCALE).to(producer.weight))
+                producer.weight.div_(scale().detach().to(producer.weight))
 
     def state(self) -> dict[str, Any]:
         return {name: s.detach().cpu().clone() for name, s in self.scales.items()}
 
 
-def positive(scale: torch.Tensor) -> torch.Tensor:
-    return scale.clamp(min=MIN_SCALE)
-
-
-def divide_output(scale: torch.Tensor) -> Any:
+def divide_output(scale: ScaleParameter) -> Any:
     def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        return output / positive(scale).to(output.dtype)
+        return output / scale().to(output.dtype)
 
     return hook
 
 
-def divide_rows(scale: torch.Tensor) -> Any:
+def divide_rows(scale: ScaleParameter) -> Any:
     def transform(weight: torch.Tensor, bias: torch.Tensor | None) -> Any:
-        s = positive(scale).to(weight.dtype)
+        s = scale().to(weight.dtype)
         return weight / s[:, None], None if bias is None else bias / s
 
     return transform
 
 
-def multiply_columns(scale: torch.Tensor, expand: Any = None) -> Any:
+def multiply_columns(scale: ScaleParameter, expand: Any = None) -> Any:
     def transform(weight: torch.Tensor, bias: torch.Tensor | None) -> Any:
-        s = positive(scale).to(weight.dtype)
+        s = scale().to(weight.dtype)
         return weight * (expand(s) if expand else s)[None, :], bias
 
     return transform
