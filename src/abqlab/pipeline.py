@@ -58,6 +58,7 @@ def execute(cfg: DictConfig, run_dir: Path, record: dict[str, Any], logger: RunL
     calibrate = METHODS.get(calib_cfg.method)
     record["calibration"] = calibrate(loaded, quant_cfg, calib_cfg, data_cfg, run_dir)
     record["timings"]["calibration_s"] = time.perf_counter() - start
+    logger.log_calibration(record["calibration"])
 
     start = time.perf_counter()
     metrics, info = evaluate(loaded, eval_cfg, data_cfg, run_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from calib_util import (
@@ -35,11 +37,11 @@ def case(request: pytest.FixtureRequest) -> BlockCase:
     return block_case(loaded, request.param)
 
 
-def random_scales(params: list[torch.Tensor], seed: int = 0) -> None:
+def random_scales(component: smoothing.Smoothing, seed: int = 0) -> None:
     """Log-normal scales spanning ~ e^±2: far from the closed-form init and from 1."""
     generator = torch.Generator().manual_seed(seed)
-    for param in params:
-        param.data.copy_(torch.exp(torch.randn(param.shape, generator=generator)))
+    for scale in component.params.values():
+        scale.set(torch.exp(torch.randn(scale.theta.shape, generator=generator)))
 
 
 def per_query_channel(kv_scale: torch.Tensor) -> torch.Tensor:
@@ -72,7 +74,7 @@ def test_random_scales_keep_block_output_before_and_after_bake(case: BlockCase) 
     params = component.attach(ctx)
     assert [tuple(p.shape) for p in params] == [(64,), (KV_HEADS * HEAD_DIM,), (64,), (128,)]
     assert close(case.run(), expected)  # closed-form init
-    random_scales(params)
+    random_scales(component)
     scales = {name: s.detach().clone() for name, s in component.scales.items()}
     assert close(case.run(), expected)  # random learned scales, still unbaked
     component.bake(ctx)
@@ -113,8 +115,8 @@ def kv_head_scale(values: tuple[float, ...]) -> torch.Tensor:
 def vo_output(case: BlockCase, scale: torch.Tensor) -> torch.Tensor:
     ctx = case.context(FLOAT)
     component = build_component("smoothing", {"pairs": ["vo"]})
-    (param,) = component.attach(ctx)
-    param.data.copy_(scale)
+    component.attach(ctx)
+    component.params["vo"].set(scale)
     out = case.run()
     component.bake(ctx)
     for linear in ctx.linears().values():
@@ -157,3 +159,40 @@ def test_closed_form_init_and_smoothquant_is_fixed(case: BlockCase) -> None:
     w_o = w_o.view(KV_HEADS, REPEAT, HEAD_DIM).amax(1).reshape(-1)
     assert close(component.scales["vo"], act_o.pow(0.3) / w_o.pow(0.7))
     assert not any(s.requires_grad for s in component.scales.values())
+
+
+@pytest.mark.parametrize("param", ["log", "linear"])
+def test_scale_parameter_value_and_set(param: str) -> None:
+    init = torch.tensor([0.02, 0.5, 3.0])
+    scale = smoothing.ScaleParameter(init, param, learnable=True)
+    assert torch.allclose(scale(), init)
+    scale.set(torch.tensor([1.0, 2.0, 4.0]))
+    assert torch.allclose(scale(), torch.tensor([1.0, 2.0, 4.0]))
+    stored = init.log() if param == "log" else init
+    assert torch.allclose(smoothing.ScaleParameter(init, param, True).theta, stored)
+
+
+def adam_step(param: str, lr: float) -> torch.Tensor:
+    """The scales after one Adam step that pushes every channel down."""
+    scale = smoothing.ScaleParameter(torch.tensor([0.02, 0.5, 3.0]), param, learnable=True)
+    optimizer = torch.optim.Adam([scale.theta], lr=lr)
+    scale().sum().backward()
+    optimizer.step()
+    return scale().detach()
+
+
+def test_log_scales_move_by_the_same_factor_and_stay_positive() -> None:
+    """The issue-8 cause: a fixed-lr step of a linear scale takes a small channel through zero
+    (clamped to MIN_SCALE, its activation divided by 1e-5); in log space every channel moves by
+    the same factor exp(-lr)."""
+    before = torch.tensor([0.02, 0.5, 3.0])
+    linear = adam_step("linear", 0.05)
+    assert linear[0] == smoothing.MIN_SCALE
+    assert torch.allclose(linear[1:], before[1:] - 0.05, atol=1e-5)
+    log = adam_step("log", 0.05)
+    assert torch.allclose(log / before, torch.full((3,), math.exp(-0.05)), rtol=1e-4)
+
+
+def test_unknown_parametrisation_is_refused() -> None:
+    with pytest.raises(ValueError, match="smoothing.param=exp: allowed: log, linear"):
+        smoothing.ScaleParameter(torch.ones(2), "exp", learnable=True)

@@ -41,6 +41,17 @@ class RunLogger:
         if self.run is not None:
             self.run.log(metrics, step=step)
 
+    def log_calibration(self, summary: dict[str, Any]) -> None:
+        """Per-block loss curves: ``calib/block_NN/<eval|train>_<term>`` against ``calib/epoch``."""
+        if self.run is None:
+            return
+        rows = calibration_curve_rows(summary)
+        if rows:
+            self.run.define_metric("calib/epoch")
+            self.run.define_metric("calib/block_*", step_metric="calib/epoch")
+        for row in rows:
+            self.run.log(row)
+
     def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
         if self.run is None:
             return
@@ -48,3 +59,16 @@ class RunLogger:
             self.run.summary[key] = value
         self.run.finish(exit_code=1 if failed else 0)
         self.run = None
+
+
+def calibration_curve_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per epoch (−1 = initialisation) holding every block's losses at that epoch."""
+    rows: dict[int, dict[str, Any]] = {}
+    for block in summary.get("blocks", []):
+        curve = block.get("curve") or {}
+        for i, epoch in enumerate(curve.get("epoch", [])):
+            row = rows.setdefault(epoch, {"calib/epoch": epoch})
+            for key, values in curve.items():
+                if key != "epoch" and values[i] is not None:
+                    row[f"calib/block_{block['index']:02d}/{key}"] = values[i]
+    return [rows[epoch] for epoch in sorted(rows)]
