@@ -102,6 +102,7 @@ def check_calib(cfg: DictConfig) -> None:
     for name in calib.losses:
         if name not in LOSSES:
             raise ConfigError(f"calib.losses.{name}", calib.losses[name], ", ".join(LOSSES.names()))
+    check_weight_components(cfg)
     if calib.nsamples < 1 or calib.batch_size < 1 or calib.nsamples % calib.batch_size:
         raise ConfigError("calib.batch_size", calib.batch_size,
                           f"a positive divisor of calib.nsamples={calib.nsamples}")
@@ -117,6 +118,18 @@ def check_optimisation(calib: DictConfig) -> None:
     for key in ("grad_clip", "patience", "epochs"):
         if calib[key] < 0:
             raise ConfigError(f"calib.{key}", calib[key], ">= 0 (0 switches it off)")
+
+
+def check_weight_components(cfg: DictConfig) -> None:
+    """GPTQ / AWQ settings against the quant config (e.g. per-tensor weights, g_idx export)."""
+    from abqlab.calib.components import awq, gptq
+
+    for name, conflict in (("gptq", gptq.quant_conflict), ("awq", awq.quant_conflict)):
+        settings = dict(cfg.calib.components.get(name) or {})
+        if name in cfg.calib.components and settings.get("enabled", True):
+            problem = conflict(settings, cfg.quant, cfg.calib.save_model)
+            if problem:
+                raise ConfigError(f"calib.components.{name}", settings, problem)
 
 
 def check_run(cfg: DictConfig) -> None:

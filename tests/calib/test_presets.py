@@ -28,6 +28,8 @@ EXPECTED = {  # method, components in run order, loss weights
         {"mse_fp": 1.0, "mse_fpstar": 1.0, "dlc": 1.0, "akl": 1.0},
     ),
     "gptq": ("blockwise", ["GPTQ"], {}),
+    "awq": ("blockwise", ["AWQ"], {}),
+    "awq_gptq": ("blockwise", ["AWQ", "GPTQ"], {}),
     "load": ("load", [], {}),
 }
 Composer = Callable[..., Any]

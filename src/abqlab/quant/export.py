@@ -18,6 +18,9 @@ def export_linear(module: FakeQuantLinear) -> dict[str, Any]:
     """
     if module.w_spec is None:
         raise ValueError(f"{module.name}: weights are not quantized; nothing to export")
+    if module.w_g_idx is not None:
+        raise ValueError(f"{module.name}: act-order g_idx groups cannot be exported (use gptq "
+                         "groups=static, the same grids in column order)")
     weight, bias = module.transformed()
     spec = module.w_spec
     grid = module.weight_qparams(module.grouped(weight))

@@ -46,6 +46,7 @@ class FakeQuantLinear(nn.Module):
         self.quant_enabled = True
         self.register_buffer("w_scale", None)
         self.register_buffer("w_zero", None)
+        self.register_buffer("w_g_idx", None)  # group of each input column (GPTQ act-order)
         self.register_buffer("frozen_weight", None, persistent=False)
         self.register_buffer("frozen_bias", None, persistent=False)
         if w_spec is not None and w_spec.group > 0:
@@ -75,6 +76,9 @@ class FakeQuantLinear(nn.Module):
         """Fake-quantize ``weight`` with this layer's spec and grid."""
         if self.w_spec is None or not self.quant_enabled:
             return weight
+        if self.w_g_idx is not None:  # per-column groups: grid [rows, n_groups, 1] by g_idx
+            scale, zero = self.w_scale[:, self.w_g_idx, 0], self.w_zero[:, self.w_g_idx, 0]
+            return fake_quant_grouped(weight, self.w_spec, scale, zero)
         grouped = self.grouped(weight)
         scale, zero = self.weight_qparams(grouped)
         return from_groups(fake_quant_grouped(grouped, self.w_spec, scale, zero), weight.shape)
@@ -102,9 +106,15 @@ class FakeQuantLinear(nn.Module):
         self.weight_transforms = []
         self.clip = None
 
-    def set_grid(self, scale: torch.Tensor, zero: torch.Tensor) -> None:
-        """Fix the quantization grid (e.g. from GPTQ or a loaded checkpoint)."""
-        self.w_scale, self.w_zero = scale, zero
+    def set_grid(
+        self, scale: torch.Tensor, zero: torch.Tensor, g_idx: torch.Tensor | None = None
+    ) -> None:
+        """Fix the quantization grid (e.g. from GPTQ or a loaded checkpoint).
+
+        ``g_idx`` (optional, [in_features]) names each input column's group when groups are
+        not runs of consecutive columns (GPTQ with dynamic act-order groups).
+        """
+        self.w_scale, self.w_zero, self.w_g_idx = scale, zero, g_idx
 
     @torch.no_grad()
     def freeze(self) -> None:

@@ -49,6 +49,7 @@ COMPONENTS.register("smoothing", "abqlab.calib.components.smoothing:Smoothing")
 COMPONENTS.register("clipping", "abqlab.calib.components.clipping:Clipping")
 COMPONENTS.register("compensation", "abqlab.calib.components.compensation:Compensation")
 COMPONENTS.register("gptq", "abqlab.calib.components.gptq:GPTQ")
+COMPONENTS.register("awq", "abqlab.calib.components.awq:AWQ")
 
 
 def build_component(name: str, settings: dict[str, Any] | None) -> Component:

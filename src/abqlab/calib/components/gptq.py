@@ -1,112 +1,107 @@
-"""GPTQ (Frantar et al. 2022) for weights: quantize columns in order, spreading each column's
-error over the remaining ones with the inverse Hessian of the layer's inputs (H = 2XᵀX/n).
+"""GPTQ (Frantar et al. 2022) as a calibration component: Hessians of each linear's inputs on the
+quantized stream (the block's input is x_q), then the column solver of ``gptq_solver``.
 
-Own implementation on the project's quantizer. Hessians come from the block's inputs on the
-quantized stream, all linears of a block at once (not sub-layer sequential).
+``hessian`` says what the block's own linears are while their inputs are recorded:
+
+* ``float``: all in float (one pass), as llm-compressor's sequential pipeline does;
+* ``quantized``: all already round-to-nearest quantized (one pass; abqlab's first version);
+* ``sequential``: sub-layer true-sequential: the consumers of the architecture's smoothing
+  pairs in order (q/k/v, then o, then gate/up, then down for llama), each stage's Hessians
+  recorded with the earlier stages already GPTQ-quantized and the later ones in float.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
-from abqlab.calib.components import Component, ComponentConfig
+from abqlab.calib.components import Component
+from abqlab.calib.components.gptq_solver import GPTQConfig, GPTQResult, gptq_quantize
 from abqlab.calib.context import BlockContext
 from abqlab.quant.fake_linear import FakeQuantLinear
-from abqlab.quant.quantizer import qparams
-from abqlab.quant.spec import PER_TENSOR, QuantSpec
+from abqlab.quant.spec import FP_BITS
 
-
-@dataclass
-class GPTQConfig(ComponentConfig):
-    damp: float = 0.01
-    block_size: int = 128
-    act_order: bool = False
-
-
-def inverse_hessian_factor(hessian: torch.Tensor, damp: float) -> torch.Tensor:
-    """Upper Cholesky factor of H⁻¹ after dampening the diagonal by ``damp`` · mean(diag)."""
-    h = hessian.clone()
-    h.diagonal().add_(damp * h.diagonal().mean())
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(h))
-    return torch.linalg.cholesky(inverse, upper=True)
-
-
-def column_grid(
-    weight: torch.Tensor, spec: QuantSpec, start: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and zero [rows, 1] for the group beginning at column ``start``."""
-    size = weight.shape[1] if spec.group == -1 else spec.group
-    scale, zero = qparams(weight[:, start : start + size].unsqueeze(1), spec)
-    return scale.squeeze(1), zero.squeeze(1)
-
-
-@torch.no_grad()
-def gptq_quantize(
-    weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, cfg: GPTQConfig
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Quantized (dequantized-float) weight and its grid (scale, zero as [rows, n_groups, 1])."""
-    if spec.group == PER_TENSOR:
-        raise ValueError("GPTQ supports per-channel or grouped weights, not per-tensor")
-    if cfg.act_order and spec.group > 0:
-        raise ValueError("GPTQ act_order is implemented for per-channel weights only")
-    w = weight.detach().float().clone()
-    h = hessian.float().clone()
-    dead = h.diagonal() == 0
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
-    order = torch.argsort(h.diagonal(), descending=True) if cfg.act_order else None
-    if order is not None:
-        w, h = w[:, order], h[order][:, order]
-    hinv = inverse_hessian_factor(h, cfg.damp)
-    cols = w.shape[1]
-    scales, zeros = [], []
-    quantized = torch.zeros_like(w)
-    for start in range(0, cols, cfg.block_size):
-        end = min(start + cfg.block_size, cols)
-        block, errors = w[:, start:end].clone(), torch.zeros_like(w[:, start:end])
-        for i in range(end - start):
-            column = start + i
-            if column == 0 or (spec.group > 0 and column % spec.group == 0):
-                scale, zero = column_grid(torch.cat([block[:, i:], w[:, end:]], 1), spec, 0)
-                scales.append(scale)
-                zeros.append(zero)
-            q = (
-                torch.clamp(torch.round(block[:, i : i + 1] / scale) + zero, spec.qmin, spec.qmax)
-                - zero
-            ) * scale
-            quantized[:, column] = q.squeeze(1)
-            error = (block[:, i] - q.squeeze(1)) / hinv[column, column]
-            block[:, i:] -= error[:, None] * hinv[column, start + i : end][None, :]
-            errors[:, i] = error
-        w[:, end:] -= errors @ hinv[start:end, end:]
-    if order is not None:
-        quantized = quantized[:, torch.argsort(order)]
-    return quantized, torch.stack(scales, 1), torch.stack(zeros, 1)
+__all__ = ["GPTQ", "GPTQConfig", "GPTQResult", "gptq_quantize", "quant_conflict"]
 
 
 class GPTQ(Component):
     config_class = GPTQConfig
     order = 90  # after every transform is baked
 
+    def __init__(self, cfg: GPTQConfig) -> None:
+        super().__init__(cfg)
+        self.losses: dict[str, float] = {}
+
     def bake(self, ctx: BlockContext) -> None:
+        self.losses = {}
         linears = {p: m for p, m in ctx.linears().items() if m.w_spec is not None}
         for linear in linears.values():
             linear.bake()
-        hessians = collect_hessians(ctx, linears)
-        for path, linear in linears.items():
-            weight, scale, zero = gptq_quantize(
-                linear.weight, hessians[path], linear.w_spec, self.cfg
-            )
-            linear.weight.data.copy_(weight.to(linear.weight.dtype))
-            linear.set_grid(scale.to(linear.weight), zero.to(linear.weight))
+        done: set[str] = set()
+        for stage in stages(ctx, list(linears), self.cfg.hessian):
+            if self.cfg.hessian == "quantized":
+                float_paths: set[str] = set()
+            else:
+                float_paths = set(linears) - done
+            with quant_disabled([linears[p] for p in float_paths]):
+                hessians = collect_hessians(
+                    ctx, {p: linears[p] for p in stage}, self.cfg.skip_first_tokens
+                )
+            for path in stage:
+                self.quantize(path, linears[path], hessians.pop(path))
+            done.update(stage)
+
+    def quantize(self, path: str, linear: FakeQuantLinear, hessian: torch.Tensor) -> None:
+        assert linear.w_spec is not None
+        before = linear.weight.detach().float()
+        result = gptq_quantize(linear.weight, hessian, linear.w_spec, self.cfg)
+        delta = result.weight - before
+        self.losses[path] = float(((delta @ hessian) * delta).sum() / 2)
+        linear.weight.data.copy_(result.weight.to(linear.weight.dtype))
+        linear.set_grid(result.scale.to(linear.weight), result.zero.to(linear.weight),
+                        result.g_idx)
+
+    def state(self) -> dict[str, Any]:
+        """Each linear's GPTQ objective ½ tr(ΔW H ΔWᵀ) for the last block."""
+        return dict(self.losses)
+
+
+def stages(ctx: BlockContext, paths: list[str], mode: str) -> list[list[str]]:
+    """Groups of linears quantized together: one group, or sub-layers in forward order."""
+    if mode != "sequential":
+        return [paths]
+    ordered: list[list[str]] = []
+    seen: set[str] = set()
+    for pair in ctx.arch.smooth_pairs:
+        stage = [p for p in pair.consumers if p in paths and p not in seen]
+        if stage:
+            ordered.append(stage)
+            seen.update(stage)
+    rest = [p for p in paths if p not in seen]
+    return ordered + ([rest] if rest else [])
+
+
+@contextlib.contextmanager
+def quant_disabled(linears: list[FakeQuantLinear]) -> Iterator[None]:
+    """Run the given fake-quant linears in float inside the ``with`` block."""
+    before = [m.quant_enabled for m in linears]
+    for m in linears:
+        m.quant_enabled = False
+    try:
+        yield
+    finally:
+        for m, flag in zip(linears, before, strict=True):
+            m.quant_enabled = flag
 
 
 def collect_hessians(
-    ctx: BlockContext, linears: dict[str, FakeQuantLinear]
+    ctx: BlockContext, linears: dict[str, FakeQuantLinear], skip_first_tokens: int = 0
 ) -> dict[str, torch.Tensor]:
-    """H = 2/n Σ xxᵀ of each linear's input, from the block run on the quantized stream."""
+    """H = 2/n Σ xxᵀ of each linear's input over every token of the calibration windows
+    (after the first ``skip_first_tokens`` of each window), from one pass of the block."""
     sums = {
         p: torch.zeros(m.in_features, m.in_features, device=m.weight.device)
         for p, m in linears.items()
@@ -114,8 +109,11 @@ def collect_hessians(
     counts = dict.fromkeys(linears, 0)
 
     def hook_for(path: str):
-        def hook(module: FakeQuantLinear, inputs: tuple[torch.Tensor, ...], output: torch.Tensor):
-            x = inputs[0].detach().reshape(-1, module.in_features).float()
+        def hook(module: FakeQuantLinear, inputs: tuple[torch.Tensor, ...], output: Any) -> None:
+            x = inputs[0].detach()
+            if skip_first_tokens and x.dim() == 3:
+                x = x[:, skip_first_tokens:]
+            x = x.reshape(-1, module.in_features).float()
             sums[path] += 2.0 * x.T @ x
             counts[path] += x.shape[0]
 
@@ -128,3 +126,16 @@ def collect_hessians(
         for handle in handles:
             handle.remove()
     return {p: sums[p] / max(counts[p], 1) for p in linears}
+
+
+def quant_conflict(settings: dict[str, Any], quant: Any, save_model: bool) -> str | None:
+    """Why these GPTQ settings cannot run with ``quant`` (one line), or None."""
+    cfg = GPTQConfig(**settings)
+    if quant.w_bits == FP_BITS:
+        return "GPTQ needs quantized weights (quant.w_bits < 16)"
+    if quant.w_group == 0:
+        return "GPTQ supports per-channel (w_group=-1) or grouped weights, not per-tensor (0)"
+    if cfg.groups == "dynamic" and cfg.act_order and quant.w_group > 0 and save_model:
+        return ("act_order with groups=dynamic stores a per-column g_idx that the export "
+                "(calib.save_model) does not support; use groups=static")
+    return None
