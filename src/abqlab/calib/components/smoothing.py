@@ -33,6 +33,8 @@ class SmoothingConfig(ComponentConfig):
     alpha: float = 0.5
     learnable: bool = True
     param: str = "log"  # log: s = exp(θ) (relative steps); linear: s = θ, clamped at MIN_SCALE
+    init: str = "auto"  # closed_form | identity (s = 1) | auto: closed form where activations
+    # are quantized, identity for weight-only settings (moving range into weights only hurts)
     pairs: list[str] = field(default_factory=lambda: ["qkv", "vo", "gate_up", "up_down"])
 
 
@@ -48,6 +50,7 @@ def expand_kv(scale: torch.Tensor, repeat: int, head_dim: int) -> torch.Tensor:
 
 
 PARAMETRIZATIONS = ("log", "linear")
+INITS = ("auto", "closed_form", "identity")
 
 
 class ScaleParameter(nn.Module):
@@ -89,6 +92,10 @@ class Smoothing(Component):
         return {name: p() for name, p in self.params.items()}
 
     def initial_scale(self, ctx: BlockContext, pair: SmoothPair) -> torch.Tensor:
+        if self.init_kind(ctx, pair) == "identity":
+            consumer = ctx.linear(pair.consumers[0])
+            width = consumer.in_features // (ctx.kv_repeat if pair.kv_groups else 1)
+            return torch.ones(width, device=consumer.weight.device)
         act = ctx.stats[pair.consumers[0]].float()
         weights = [ctx.linear(path).weight.detach().float() for path in pair.consumers]
         w_max = torch.stack([w.abs().amax(dim=0) for w in weights]).amax(dim=0)
@@ -98,6 +105,16 @@ class Smoothing(Component):
         alpha = self.cfg.alpha
         scale = act.clamp(min=MIN_SCALE).pow(alpha) / w_max.clamp(min=MIN_SCALE).pow(1 - alpha)
         return scale.clamp(min=MIN_SCALE)
+
+    def init_kind(self, ctx: BlockContext, pair: SmoothPair) -> str:
+        if self.cfg.init not in INITS:
+            raise ValueError(
+                f"calib.components.smoothing.init={self.cfg.init}: allowed: {', '.join(INITS)}"
+            )
+        if self.cfg.init != "auto":
+            return self.cfg.init
+        quantized_acts = ctx.linear(pair.consumers[0]).a_spec is not None
+        return "closed_form" if quantized_acts else "identity"
 
     def attach(self, ctx: BlockContext) -> list[nn.Parameter]:
         params: list[nn.Parameter] = []

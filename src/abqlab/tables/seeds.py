@@ -1,0 +1,115 @@
+"""Seed-aggregated tables: mean ± std over runs that differ only in their seeds, and whether each
+row differs from a baseline row by more than noise.
+
+``python -m abqlab.tables.seeds experiments/abq_ablation/runs.jsonl --baseline abq``
+
+A difference of means counts as significant when it exceeds twice its standard error,
+2·sqrt(s_a²/n_a + s_b²/n_b) (s: sample std over seeds); anything smaller is marked "n.s.".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from abqlab.tables.summary import label, latest_by_config
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if self.n > 1 else 0.0
+
+    def differs_from(self, other: Aggregate) -> bool:
+        """|mean difference| > 2 standard errors of the difference (needs ≥ 2 seeds each)."""
+        if self.n < 2 or other.n < 2:
+            return False
+        error = math.sqrt(self.std**2 / self.n + other.std**2 / other.n)
+        return abs(self.mean - other.mean) > 2 * error
+
+
+def metric_of(record: dict[str, Any], metric: str) -> float | None:
+    if record.get("status") != "ok":
+        return None
+    value = record.get("metrics", {}).get(metric)
+    return None if value is None else float(value)
+
+
+def aggregate(
+    records: list[dict[str, Any]], rows: str, cols: str, metric: str
+) -> dict[tuple[str, str], Aggregate]:
+    """Values of ``metric`` grouped by (row label, column label) over all ok records."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for record in records:
+        value = metric_of(record, metric)
+        if value is not None:
+            groups.setdefault((label(record, rows), label(record, cols)), []).append(value)
+    return {key: Aggregate(tuple(values)) for key, values in groups.items()}
+
+
+def fmt(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3g}"
+
+
+def seed_table(
+    records: list[dict[str, Any]], rows: str, cols: str, metric: str, baseline: str | None
+) -> str:
+    """Markdown: mean ± std (n) per cell; with ``baseline``, Δ against it and significance."""
+    groups = aggregate(records, rows, cols, metric)
+    row_names = list(dict.fromkeys(r for r, _ in groups))
+    col_names = list(dict.fromkeys(c for _, c in groups))
+    lines = [
+        f"| {rows} \\ {cols} | " + " | ".join(col_names) + " |",
+        "|---" * (len(col_names) + 1) + "|",
+    ]
+    for row in row_names:
+        cells = []
+        for col in col_names:
+            agg = groups.get((row, col))
+            if agg is None:
+                cells.append("")
+                continue
+            text = f"{fmt(agg.mean)} ± {fmt(agg.std)} (n={agg.n})"
+            base = groups.get((baseline, col)) if baseline else None
+            if base is not None and row != baseline:
+                verdict = "significant" if agg.differs_from(base) else "n.s."
+                text += f"; Δ {agg.mean - base.mean:+.3g} {verdict}"
+            cells.append(text)
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--rows", default="calib")
+    parser.add_argument("--cols", default="quant")
+    parser.add_argument("--metric", default="ppl/wiki")
+    parser.add_argument("--baseline", default=None, help="row label to compare every row with")
+    args = parser.parse_args(argv)
+    records = latest_by_config(args.store)
+    if not records:
+        raise SystemExit(f"no records in {args.store}")
+    print(f"{args.metric}: mean ± std over seeds ({len(records)} runs from {args.store})")
+    if args.baseline:
+        print(f"Δ against {args.baseline}; n.s. = within 2 standard errors of the difference\n")
+    print(seed_table(records, args.rows, args.cols, args.metric, args.baseline))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Seed tables: mean ± std per cell, and a difference called significant only beyond 2 SE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from abqlab.tables.seeds import Aggregate, aggregate, seed_table
+
+
+def record(calib: str, quant: str, seed: int, ppl: float, status: str = "ok") -> dict[str, Any]:
+    return {
+        "config": {"calib": {"name": calib, "seed": seed}, "quant": {"name": quant}},
+        "metrics": {"ppl/wiki": ppl},
+        "status": status,
+    }
+
+
+def test_aggregate_groups_over_seeds_and_skips_failures() -> None:
+    records = [record("abq", "w4a4", s, v) for s, v in ((1, 10.0), (2, 12.0), (3, 14.0))]
+    records.append(record("abq", "w4a4", 4, 1e9, status="failed"))
+    groups = aggregate(records, "calib", "quant", "ppl/wiki")
+    agg = groups[("abq", "w4a4")]
+    assert agg.n == 3 and agg.mean == pytest.approx(12.0) and agg.std == pytest.approx(2.0)
+
+
+def test_significance_needs_more_than_two_standard_errors() -> None:
+    base = Aggregate((10.0, 11.0, 12.0))  # mean 11, std 1: SE of a difference = sqrt(2/3)
+    assert not Aggregate((11.5, 12.5, 13.5)).differs_from(base)  # Δ 1.5 < 2·0.816
+    assert Aggregate((12.0, 13.0, 14.0)).differs_from(base)  # Δ 2 > 1.63
+    assert not Aggregate((20.0,)).differs_from(base)  # one seed: no claim either way
+
+
+def test_table_marks_rows_against_the_baseline() -> None:
+    records = [record("abq", "w4a4", s, v) for s, v in ((1, 10.0), (2, 11.0), (3, 12.0))]
+    records += [record("abq-no-akl", "w4a4", s, v) for s, v in ((1, 10.5), (2, 11.5), (3, 12.5))]
+    records += [record("abq-no-dlc", "w4a4", s, v) for s, v in ((1, 20.0), (2, 21.0), (3, 22.0))]
+    table = seed_table(records, "calib", "quant", "ppl/wiki", baseline="abq")
+    lines = table.splitlines()
+    assert lines[2] == "| abq | 11 ± 1 (n=3) |"
+    assert lines[3].endswith("Δ +0.5 n.s. |")
+    assert lines[4].endswith("Δ +10 significant |")
