@@ -5,8 +5,8 @@ bytes it receives allow: on an H100 (≈3.0 TB/s over 132 SMs at ≈1.98 GHz, �
 clock) the limit is ≈ 0.35 warp-instructions per weight byte; 0.30 is the design target.
 
 For every kernel this tool finds the main loop in the SASS (the backward branch whose body holds
-the most tensor-core instructions; the innermost such loop on ties), counts the instructions in
-its body, and divides by the weight bytes one trip of that body consumes. The bytes follow from
+the most tensor-core instructions and no EXIT / barrier, which rules out out-of-line blocks
+that jump back; the innermost such loop on ties), counts the instructions in its body, and divides by the weight bytes one trip of that body consumes. The bytes follow from
 the MMA count: each ``HMMA.16816`` multiplies a 16 x 16 weight tile, each ``IMMA.16832`` a
 16 x 32 tile, each ``BMMA.168256`` a 16 x 256 tile of one bit plane (shared by the ``P``
 activation planes); a tile of ``Q``-bit weights is ``rows * k * Q / 8`` bytes.
@@ -26,6 +26,7 @@ TARGET = 0.30  # warp-instructions per weight byte (memory-bound condition with 
 _INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+([^;]*?)\s*;")
 _BRANCH = re.compile(r"\bBRA(?:\.\w+)*\s+(?:`\()?(0x[0-9a-f]+)")
 MMA = re.compile(r"\b(HMMA|IMMA|BMMA|HGMMA|IGMMA|BGMMA)\b")
+_NOT_IN_LOOP = re.compile(r"\b(EXIT|RET|BAR|BSYNC\.RECONVERGENT)\b")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Kind:
     w_bits: int
     a_bits: int
     gemv: bool
+    variant: str = ""  # a16 GEMV: "" one group lookup per trip, "per-word" small groups
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,15 @@ def sass_functions(text: str) -> dict[tuple[str, str], str]:
 def classify(name: str) -> Kind | None:
     """Path and bit widths of a mangled kernel name (None for helpers)."""
     gemv = "gemv_kernel" in name or name.endswith("ELi1ELi1ELi1ELi8EEEv13AbqGemmParams")
-    if m := re.search(r"BtcCoreILi(\d)ELi(\d)E", name):
+    if m := re.search(r"(?:GemvBtc|BtcCore)ILi(\d)ELi(\d)E", name):
         return Kind("btc", int(m.group(1)), int(m.group(2)), gemv)
-    if m := re.search(r"S8CoreILi(\d)E", name):
+    if m := re.search(r"(?:GemvS8|S8Core|PipeS8)ILi(\d)E", name):
         return Kind("s8", int(m.group(1)), 8, gemv)
-    if m := re.search(r"A16CoreILi(\d)E6__half", name):
-        return Kind("a16h", int(m.group(1)), 16, gemv)
-    if m := re.search(r"A16CoreILi(\d)E13__nv_bfloat16", name):
-        return Kind("a16b", int(m.group(1)), 16, gemv)
+    variant = "per-word" if re.search(r"GemvA16ILi\dE\w+?Lb0E", name) else ""
+    if m := re.search(r"(?:GemvA16|A16Core|PipeA16)ILi(\d)E6__half", name):
+        return Kind("a16h", int(m.group(1)), 16, gemv, variant)
+    if m := re.search(r"(?:GemvA16|A16Core|PipeA16)ILi(\d)E13__nv_bfloat16", name):
+        return Kind("a16b", int(m.group(1)), 16, gemv, variant)
     if "act_quant_pack_kernel" in name:
         return Kind("act", 0, 0, False)
     return None
@@ -124,8 +127,9 @@ def main_loop(body: str, kind: Kind) -> LoopBudget | None:
         if target >= a:
             continue
         lo = next(j for j, x in enumerate(addr) if x >= target)
-        n_mma = sum(1 for _, t in ins[lo:i + 1] if MMA.search(t))
-        if n_mma == 0:
+        body = [t for _, t in ins[lo:i + 1]]
+        n_mma = sum(1 for t in body if MMA.search(t))
+        if n_mma == 0 or any(_NOT_IN_LOOP.search(t) for t in body):
             continue
         cand = (n_mma, -(i - lo), lo, i)
         if best is None or cand[:2] > best[:2]:
@@ -156,22 +160,24 @@ def gemv_budgets(sass_text: str) -> dict[tuple[str, Kind], LoopBudget]:
     return out
 
 
-def table(budgets: dict[tuple[str, Kind], LoopBudget], arch: str = "sm_90a",
-          paths: tuple[str, ...] = ("a16h", "a16b", "s8", "btc")) -> str:
+ROWS = (("a16h", "", "WxA16 fp16"), ("a16b", "", "WxA16 bf16"),
+        ("a16h", "per-word", "WxA16 fp16, groups < 32*kW"),
+        ("a16b", "per-word", "WxA16 bf16, groups < 32*kW"),
+        ("s8", "", "WxA8 (s8)"), ("btc", "", "WxA8 (BTC)"))
+
+
+def table(budgets: dict[tuple[str, Kind], LoopBudget], arch: str = "sm_90a") -> str:
     """Markdown table: warp-instructions per weight byte, one row per path, one column per W."""
     rows = ["| path | " + " | ".join(f"W{q}" for q in range(1, 9)) + " |",
             "|---|" + "---|" * 8]
-    for path in paths:
-        a_bits = [8] if path == "btc" else [None]
-        for ab in a_bits:
-            cells = []
-            for q in range(1, 9):
-                hit = [b for (a, k), b in budgets.items()
-                       if a == arch and k.path == path and k.w_bits == q
-                       and (ab is None or k.a_bits == ab)]
-                cells.append(f"{hit[0].per_byte:.2f}" if hit else "-")
-            label = {"a16h": "WxA16 fp16", "a16b": "WxA16 bf16", "s8": "WxA8 (s8)",
-                     "btc": "WxA8 (BTC)"}[path]
+    for path, variant, label in ROWS:
+        cells = []
+        for q in range(1, 9):
+            hit = [b for (a, k), b in budgets.items()
+                   if a == arch and k.path == path and k.w_bits == q and k.variant == variant
+                   and (path != "btc" or k.a_bits == 8)]
+            cells.append(f"{hit[0].per_byte:.2f}" if hit else "-")
+        if any(c != "-" for c in cells):
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -187,9 +193,11 @@ def main() -> None:
         sys.exit("no GEMV kernels found")
     if args.all:
         for (arch, k), b in sorted(budgets.items(), key=lambda x: (x[0][0], x[0][1].path,
+                                                                   x[0][1].variant,
                                                                    x[0][1].w_bits,
                                                                    x[0][1].a_bits)):
-            print(f"{arch} {k.path} W{k.w_bits}A{k.a_bits}: {b.instructions} instr, "
+            print(f"{arch} {k.path}{'/' + k.variant if k.variant else ''} W{k.w_bits}A{k.a_bits}: "
+                  f"{b.instructions} instr, "
                   f"{b.mma} MMA, {b.weight_bytes:.0f} weight B, {b.ldg_bytes} LDG B -> "
                   f"{b.per_byte:.3f} per byte")
     else:

@@ -1,16 +1,12 @@
-// Dynamic per-token activation quantization fused with packing (bit planes or int8).
-//
-// Must match abqlab.kernels.reference.quantize_act bit for bit: fp32 math, IEEE division
-// (no fast-math), rintf = round half to even = torch.round.
-//   asym: scale = max(xmax - xmin, 1e-8) / (2^p - 1); zero = rint(-xmin / scale);
-//         q = clamp(rint(x / scale) + zero, 0, 2^p - 1)
-//   sym:  scale = max(amax, 1e-8) / (2^(p-1) - 1); q = clamp(rint(x / scale), -2^(p-1),
-//         2^(p-1) - 1) + 2^(p-1); zero = 2^(p-1)
+// Dynamic per-token activation quantization fused with packing (bit planes or int8), for the
+// GEMM path (M > 8; the GEMV kernels quantize in their prologue). The arithmetic is
+// abq/quant.cuh, shared with the GEMV prologue: bit-exact with reference.quantize_act.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "abq/params.h"
+#include "abq/quant.cuh"
 
 namespace abq {
 namespace {
@@ -65,30 +61,14 @@ __global__ void __launch_bounds__(kThreads) act_quant_pack_kernel(const AbqActPa
   }
   const Red mm = block_reduce(v);
 
-  float scale, zero;
-  int qmin, qmax, shift;
-  if (p.sym) {
-    const int half = 1 << (p.bits - 1);
-    scale = fmaxf(fmaxf(fabsf(mm.lo), fabsf(mm.hi)), 1e-8f) / (float)(half - 1);
-    zero = 0.f;
-    qmin = -half;
-    qmax = half - 1;
-    shift = half;
-  } else {
-    scale = fmaxf(mm.hi - mm.lo, 1e-8f) / (float)((1 << p.bits) - 1);
-    zero = rintf(-mm.lo / scale);
-    qmin = 0;
-    qmax = (1 << p.bits) - 1;
-    shift = 0;
-  }
+  const ActQ q = act_qparams(mm.lo, mm.hi, p.bits, p.sym);
 
   int sum = 0;
   for (int cw = warp; cw < p.kw; cw += kWarps) {  // one 32-element word per warp step
     const int k = cw * 32 + lane;
     int code = 0;
     if (k < p.K) {
-      const float q = rintf(load_x(p.x, p.x_dtype, row + k) / scale) + zero;
-      code = (int)fminf(fmaxf(q, (float)qmin), (float)qmax) + shift;
+      code = act_code(load_x(p.x, p.x_dtype, row + k), q);
     }
     sum += code;
     if (p.mode == ABQ_ACT_PLANES) {
@@ -105,8 +85,8 @@ __global__ void __launch_bounds__(kThreads) act_quant_pack_kernel(const AbqActPa
   }
   const Red tot = block_reduce(Red{0.f, 0.f, sum});
   if (threadIdx.x == 0) {
-    p.scale[m] = scale;
-    p.zero[m] = p.sym ? shift : (int)zero;
+    p.scale[m] = q.scale;
+    p.zero[m] = q.zero_point;
     p.rowsum[m] = tot.sum;
   }
 }
@@ -115,7 +95,7 @@ __global__ void __launch_bounds__(kThreads) act_quant_pack_kernel(const AbqActPa
 }  // namespace abq
 
 extern "C" int abq_act_quant_pack(const AbqActParams* p, void* stream) {
-  if (p->bits < 1 || p->bits > 8 || (p->sym && p->bits < 2) || p->kw % 16 != 0 ||
+  if (p->bits < 1 || p->bits > 8 || (p->sym && p->bits < 2) || p->kw % 8 != 0 ||
       p->kw * 32 < p->K) {
     return (int)cudaErrorInvalidValue;
   }

@@ -90,10 +90,11 @@ def make_weights(name: str, n: int, k: int) -> tuple[list[dict[str, torch.Tensor
     w_bits, a_bits, _ = OURS[name]
     codes = torch.randint(0, 2**w_bits, (n, k), dtype=torch.int32, device="cuda")
     groups = -(-k // 128) if a_bits == 16 else 1
+    sz = torch.stack([torch.rand(n, groups, device="cuda") / 2**w_bits,
+                      torch.full((n, groups), float(2 ** (w_bits - 1)), device="cuda")], -1)
     return rotated({
         "planes": ref.pack_planes(codes, w_bits),
-        "scale": torch.rand(n, groups, device="cuda") / 2**w_bits,
-        "zero": torch.full((n, groups), float(2 ** (w_bits - 1)), device="cuda"),
+        "sz": sz.to(torch.float16),
         "scale_c": torch.rand(n, device="cuda") / 2**w_bits,
         "zero_i": torch.full((n,), 2 ** (w_bits - 1), dtype=torch.int32, device="cuda"),
         "w_sum": codes.sum(1, dtype=torch.int32),
@@ -117,16 +118,11 @@ def make_call(name: str, w: dict[str, torch.Tensor], x: torch.Tensor, k: int) ->
                                         out_dtype=torch.bfloat16)
     w_bits, a_bits, path = OURS[name]
     if path == "a16":
-        return lambda: ops.a16_gemm(x, w["planes"], w["scale"], w["zero"], 128, k, None)
+        return lambda: ops.a16_gemm(x, w["planes"], w["sz"], 128, k, None)
     s8 = path == "s8"
-    gemm = ops.s8_gemm if s8 else ops.btc_gemm
 
-    def call() -> object:
-        packed, sa, za, asum = ops.act_quant_pack(x, a_bits, False, s8)
-        return gemm(packed, sa, za, asum, w["planes"], w["scale_c"], w["zero_i"], w["w_sum"],
-                    None, k, x.dtype)
-
-    return call
+    return lambda: ops.fused_linear(x, w["planes"], w["scale_c"], w["zero_i"], w["w_sum"], None,
+                                    k, a_bits, False, s8)
 
 
 def main() -> None:

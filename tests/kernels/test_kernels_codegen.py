@@ -22,12 +22,20 @@ def test_generator_emits_all_instantiations(tmp_path: Path) -> None:
     assert {u.name for u in units} == {*(f"btc_w{q}.cu" for q in range(1, 9)), "s8.cu",
                                        "a16.cu", "dispatch.cu"}
     text = "".join(u.read_text() for u in units)
-    pairs = set(re.findall(r"BtcCore<(\d), (\d)>", text))
-    assert pairs == {(str(q), str(p)) for q in range(1, 9) for p in range(1, 9)}
-    assert set(re.findall(r"S8Core<(\d)>", text)) == {str(q) for q in range(1, 9)}
+    every_pair = {(str(q), str(p)) for q in range(1, 9) for p in range(1, 9)}
+    every_w = {str(q) for q in range(1, 9)}
+    assert set(re.findall(r"GemvBtc<(\d), (\d)>", text)) == every_pair  # M <= 8
+    assert set(re.findall(r"BtcCore<(\d), (\d)>", text)) == every_pair  # M > 8
+    assert set(re.findall(r"GemvS8<(\d)>", text)) == every_w
+    assert set(re.findall(r"S8Core<(\d)>", text)) == every_w
     for t in ("__half", "__nv_bfloat16"):
-        assert set(re.findall(rf"A16Core<(\d), {t}>", text)) == {str(q) for q in range(1, 9)}
-    for fn in ("abq_btc_gemm", "abq_s8_gemm", "abq_a16_gemm", "abq_error_string"):
+        assert set(re.findall(rf"launch_a16<(\d), {t}>", text)) == every_w
+    for variant in ("GemvA16<Q, T, true>", "GemvA16<Q, T, false>", "A16Core<Q, T>"):
+        assert variant in text
+    for rule in ("fits_int32(a_bits, w_bits, p->K)", "fits_int32(8, w_bits, p->K)"):
+        assert rule in text  # the int32 accumulation rule is enforced in the C API
+    for fn in ("abq_btc_gemm", "abq_s8_gemm", "abq_a16_gemm", "abq_error_string",
+               "abq_gemv_workspace_bytes"):
         assert re.search(rf'extern "C" [^(]* {fn}\(', text), fn
     everything = (tmp_path / "all_kernels.cu").read_text()
     assert all(f'"{u.name}"' in everything for u in units)

@@ -70,9 +70,16 @@ def spread4(n: torch.Tensor) -> torch.Tensor:
     return (n * 0x00204081) & 0x01010101
 
 
+def _pad_words(words: torch.Tensor) -> torch.Tensor:
+    """Rows are padded to 256 bits; the GEMM kernels walk 512-bit blocks and load the missing
+    half of the last one as zeros (predicated): emulate by zero-extending to 16-word blocks."""
+    kw = words.shape[-1]
+    return torch.nn.functional.pad(words, (0, -kw % 16))
+
+
 def _w_frag(planes: torch.Tensor, kb: int) -> torch.Tensor:
     """load_w: [q, 2 rows, 32 lanes, 4 words] (rows g and g+8, words 4t..4t+3 of block kb)."""
-    words = planes.to(torch.int64) & U32  # [q, 16, kw]
+    words = _pad_words(planes.to(torch.int64) & U32)  # [q, 16, kw16]
     idx = kb * 16 + 4 * T[:, None] + torch.arange(4)  # [32, 4]
     return torch.stack([words[:, G[:, None], idx], words[:, G[:, None] + 8, idx]], 1)
 
@@ -87,8 +94,8 @@ def codes4(wf: torch.Tensor, row: int, wi: int, off: int) -> torch.Tensor:
 def btc_tile(a_planes: torch.Tensor, w_planes: torch.Tensor) -> torch.Tensor:
     p, q, kw = a_planes.shape[0], w_planes.shape[0], w_planes.shape[2]
     acc = torch.zeros(p + q - 1, 32, 4, dtype=torch.int64)
-    aw = a_planes.to(torch.int64) & U32
-    for kb in range(kw // 16):
+    aw = _pad_words(a_planes.to(torch.int64) & U32)
+    for kb in range(-(-kw // 16)):
         wf = _w_frag(w_planes, kb)
         for i in range(p):
             af = aw[i, G[:, None], kb * 16 + 4 * T[:, None] + torch.arange(4)]  # [32, 4]
@@ -105,8 +112,8 @@ def s8_tile(a_i8: torch.Tensor, w_planes: torch.Tensor, a_sum: torch.Tensor,
     q, kw = w_planes.shape[0], w_planes.shape[2]
     flip, cw = (0x80808080, 128) if q == 8 else (0, 0)
     acc = torch.zeros(32, 4, dtype=torch.int64)
-    abytes = a_i8.to(torch.int64) & 0xFF
-    for kb in range(kw // 16):
+    abytes = torch.nn.functional.pad(a_i8.to(torch.int64) & 0xFF, (0, 32 * (-kw % 16)))
+    for kb in range(-(-kw // 16)):
         wf = _w_frag(w_planes, kb)
         for wi in range(4):
             kbyte = 32 * (kb * 16 + 4 * T + wi)  # [32]
@@ -124,11 +131,13 @@ def s8_tile(a_i8: torch.Tensor, w_planes: torch.Tensor, a_sum: torch.Tensor,
 
 def a16_tile(x: torch.Tensor, w_planes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor,
              gs: int) -> torch.Tensor:
+    """scale / zero as stored (fp16 values); the kernel computes in fp32 and rounds once."""
     kw, groups = w_planes.shape[2], scale.shape[1]
     acc = torch.zeros(32, 4, dtype=torch.float64)
     xs = x.view(torch.int16).to(torch.int64) & 0xFFFF
-    xs = torch.nn.functional.pad(xs, (0, 32 * kw - xs.shape[1]))
-    for kb in range(kw // 16):
+    xs = torch.nn.functional.pad(xs, (0, 32 * (kw + -kw % 16) - xs.shape[1]))
+    scale, zero = scale.float(), zero.float()
+    for kb in range(-(-kw // 16)):
         wf = _w_frag(w_planes, kb)
         for wi in range(4):
             kbase = 32 * (kb * 16 + 4 * T + wi)
@@ -162,7 +171,7 @@ def _to_matrix(frag: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize(("w_bits", "a_bits"), [(1, 1), (2, 8), (3, 5), (8, 8), (5, 2)])
 def test_btc_tile_emulation(w_bits: int, a_bits: int) -> None:
     gen = torch.Generator().manual_seed(w_bits * 9 + a_bits)
-    k = 700  # two k-blocks, the second partial
+    k = 700  # 24 words: a full 512-bit block, then half a block (256-bit padding)
     a = torch.randint(0, 2**a_bits, (8, k), generator=gen)
     w = torch.randint(0, 2**w_bits, (16, k), generator=gen)
     got = _to_matrix(btc_tile(ref.pack_planes(a, a_bits), ref.pack_planes(w, w_bits)))
@@ -187,9 +196,9 @@ def test_a16_tile_emulation(w_bits: int, gs: int) -> None:
     k = 600
     groups = -(-k // gs)
     w = torch.randint(0, 2**w_bits, (16, k), generator=gen)
-    scale = torch.rand(16, groups, generator=gen) / 2**w_bits
-    zero = torch.randint(0, 2**w_bits, (16, groups), generator=gen).float()
+    scale = (torch.rand(16, groups, generator=gen) / 2**w_bits).half()
+    zero = torch.randint(0, 2**w_bits, (16, groups), generator=gen).half()
     x = torch.randn(8, k, generator=gen).half()
     got = _to_matrix(a16_tile(x, ref.pack_planes(w, w_bits), scale, zero, gs))
-    wd = ref.dequant_weight_as(w, scale, zero, gs, torch.float16).double()
+    wd = ref.dequant_weight_as(w, scale.float(), zero.float(), gs, torch.float16).double()
     torch.testing.assert_close(got, x.double() @ wd.T, rtol=1e-9, atol=1e-9)

@@ -27,11 +27,12 @@ if not (torch.cuda.is_available() and _ext.load() is not None):
 EXT = _ext.load()
 DEV = torch.device("cuda")
 QUICK = os.environ.get("ABQLAB_GPU_QUICK") == "1"
-# (M, N, K): GEMV (M <= 8) and GEMM paths, odd N/K, partial tiles, several k-blocks.
-SHAPES = [(1, 37, 300), (5, 16, 512), (8, 100, 1000), (9, 45, 777), (33, 130, 1536),
-          (130, 64, 2100)]
+# (M, N, K): GEMV (M <= 8: several trips per warp, split-K) and GEMM paths, odd N/K, partial
+# tiles, several k-blocks.
+SHAPES = [(1, 37, 300), (5, 16, 512), (8, 100, 1000), (1, 40, 9000), (8, 33, 11008),
+          (9, 45, 777), (33, 130, 1536), (130, 64, 2100)]
 if QUICK:
-    SHAPES = [(1, 37, 300), (9, 45, 777)]
+    SHAPES = [(1, 37, 300), (1, 40, 9000), (9, 45, 777)]
 PAIRS = list(itertools.product(range(1, 9), range(1, 9)))
 if QUICK:
     PAIRS = [(1, 1), (2, 8), (3, 4), (4, 4), (8, 8)]
@@ -40,6 +41,12 @@ POISON_I32 = -1  # sum_k A_u W_u >= 0, so -1 is never a result
 
 def _stream() -> int:
     return torch.cuda.current_stream().cuda_stream
+
+
+def _ws(m: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fresh split-K workspace (zeroed counters) for direct extension calls."""
+    return (torch.empty(EXT.workspace_bytes(m, n), dtype=torch.uint8, device=DEV),
+            torch.zeros(-(-n // 128), dtype=torch.int32, device=DEV))
 
 
 def _codes(rows: int, k: int, bits: int, gen: torch.Generator) -> torch.Tensor:
@@ -68,10 +75,12 @@ def _run_int(kind: str, a_packed: torch.Tensor, w_planes: torch.Tensor,
     poison = POISON_I32 if out_dtype == torch.int32 else float("nan")
     out = torch.full((m, n), poison, dtype=out_dtype, device=DEV)
     fn = EXT.btc_gemm if kind == "btc" else EXT.s8_gemm
+    ws, counters = _ws(m, n)
     fn(a_packed.to(DEV), g["a_scale"], g["a_zero"], g["a_sum"], w_planes.to(DEV),
        g["w_scale"], g["w_zero"], g["w_sum"], g["bias"] if with_bias else None, out, k,
-       _stream())
+       ws, counters, _stream())
     torch.cuda.synchronize()
+    assert int(counters.abs().sum()) == 0  # the last block of each tile resets its counter
     return out.cpu()
 
 
@@ -134,7 +143,7 @@ def test_act_quant_pack_exact(bits: int, sym: bool, dtype: torch.dtype, int8: bo
 
 @pytest.mark.parametrize("w_bits", range(1, 9))
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("group", [128, 0])  # 0 = per channel
+@pytest.mark.parametrize("group", [128, 64, 0])  # 0 = per channel; 64: per-word groups at W1/2
 def test_a16_close(w_bits: int, dtype: torch.dtype, group: int) -> None:
     gen = torch.Generator().manual_seed(w_bits)
     for m, n, k in SHAPES:
@@ -143,15 +152,58 @@ def test_a16_close(w_bits: int, dtype: torch.dtype, group: int) -> None:
         w = _codes(n, k, w_bits, gen)
         scale = (torch.rand(n, groups, generator=gen) + 0.5) / 2**w_bits
         zero = torch.randint(0, 2**w_bits, (n, groups), generator=gen).float()
-        x = torch.randn(m, k, generator=gen).to(dtype)
+        sz = torch.stack([scale, zero], -1).to(dtype)
+        x = torch.randn(m, k + 16, generator=gen).to(dtype)
+        x[:, k:] = 1e4  # columns past K are ignored (the A16 width rule)
         bias = torch.randn(n, generator=gen)
         planes = ref.pack_planes(w, w_bits)
-        expect = ops._a16_ref(x, planes, scale, zero, g, k, bias)
-        y = ops.a16_gemm(x.to(DEV), planes.to(DEV), scale.to(DEV), zero.to(DEV), g, k,
-                         bias.to(DEV)).cpu()
+        expect = ops._a16_ref(x, planes, sz, g, k, bias)
+        y = ops.a16_gemm(x.to(DEV), planes.to(DEV), sz.to(DEV), g, k, bias.to(DEV)).cpu()
         assert y.dtype == dtype and not y.isnan().any()
         tol = 2e-2 if dtype == torch.bfloat16 else 5e-3
         torch.testing.assert_close(y.float(), expect.float(), rtol=tol, atol=tol * 4)
+
+
+@pytest.mark.parametrize(("w_bits", "a_bits", "int8"), [(4, 8, True), (2, 8, True),
+                                                         (8, 8, True), (4, 4, False),
+                                                         (2, 8, False), (3, 6, False)])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fused_linear_equals_op_chain(w_bits: int, a_bits: int, int8: bool,
+                                      dtype: torch.dtype) -> None:
+    """M <= 8: one kernel (quantizing in its prologue) == act_quant_pack + GEMV kernels on the
+    GPU bit for bit (same integer core, same fp32 epilogue), and close to the CPU reference."""
+    gen = torch.Generator().manual_seed(w_bits + a_bits)
+    for m, n, k in [s for s in SHAPES if s[0] <= 8]:
+        if (2**a_bits - 1) * (2**w_bits - 1) * k > ops.INT32_MAX:
+            continue
+        w = _codes(n, k, w_bits, gen)
+        x = (torch.randn(m, k, generator=gen) * 3).to(dtype).to(DEV)
+        wargs = (ref.pack_planes(w, w_bits).to(DEV), torch.rand(n, generator=gen).to(DEV),
+                 torch.randint(0, 2**w_bits, (n,), generator=gen, dtype=torch.int32).to(DEV),
+                 w.sum(1, dtype=torch.int32).to(DEV), torch.randn(n, generator=gen).to(DEV))
+        fused = ops.fused_linear(x, *wargs, k, a_bits, False, int8)
+        gemm = ops.s8_gemm if int8 else ops.btc_gemm
+        chain = gemm(*ops.act_quant_pack(x, a_bits, False, int8), *wargs, k, dtype)
+        assert torch.equal(fused, chain), (m, n, k)
+        cpu = gemm(*ops._act_ref(x.cpu(), a_bits, False, int8), *(t.cpu() for t in wargs), k,
+                   torch.float32)
+        torch.testing.assert_close(fused.cpu().float(), cpu, rtol=1e-2, atol=1e-2)
+        again = ops.fused_linear(x, *wargs, k, a_bits, False, int8)  # counters were reset
+        assert torch.equal(again, fused)
+
+
+def test_w8a8_at_k_28672() -> None:
+    """LLaMA-2-70B down_proj: the longest K the int32 rule admits for W8A8, GEMV and GEMM."""
+    gen = torch.Generator().manual_seed(0)
+    k, n = 28672, 64
+    w = _codes(n, k, 8, gen)
+    for m in (1, 8, 40):
+        a = _codes(m, k, 8, gen)
+        args = _int_args(m, n, k, a, w, gen)
+        a_i8 = torch.zeros(m, 32 * ref.padded_words(k), dtype=torch.int8)
+        a_i8[:, :k] = (a - 128).to(torch.int8)
+        got = _run_int("s8", a_i8, ref.pack_planes(w, 8), args, k, torch.int32)
+        assert torch.equal(got, ref.int_dot(a, w).to(torch.int32)), m
 
 
 @pytest.mark.parametrize(("w_bits", "a_bits", "levels", "backend"), [
@@ -188,6 +240,13 @@ def test_unsupported_inputs_raise() -> None:
                                                                        dtype=torch.float64))
     planes = torch.zeros(8, 4, 2048, dtype=torch.int32, device=DEV)
     a = torch.zeros(8, 1, 2048, dtype=torch.int32, device=DEV)
+    with pytest.raises(RuntimeError, match="invalid argument"):  # the C API's own int32 rule
+        EXT.btc_gemm(a, torch.zeros(1, device=DEV), torch.zeros(1, dtype=torch.int32, device=DEV),
+                     torch.zeros(1, dtype=torch.int32, device=DEV), planes,
+                     torch.zeros(4, device=DEV), torch.zeros(4, dtype=torch.int32, device=DEV),
+                     torch.zeros(4, dtype=torch.int32, device=DEV), None,
+                     torch.empty(1, 4, dtype=torch.int32, device=DEV), 65536, None, None,
+                     _stream())
     v1 = torch.zeros(1, device=DEV)
     i1 = torch.zeros(1, dtype=torch.int32, device=DEV)
     v4 = torch.zeros(4, device=DEV)
@@ -196,7 +255,8 @@ def test_unsupported_inputs_raise() -> None:
         ops.btc_gemm(a, v1, i1, i1, planes, v4, i4, i4, None, 65536, torch.int32)
     with pytest.raises(RuntimeError):  # binding-level check: non-contiguous planes
         EXT.btc_gemm(a, v1, i1, i1, planes.transpose(1, 2), v4, i4, i4, None,
-                     torch.empty(1, 4, dtype=torch.int32, device=DEV), 100, _stream())
+                     torch.empty(1, 4, dtype=torch.int32, device=DEV), 100, None, None,
+                     _stream())
 
 
 @pytest.mark.parametrize(("w_bits", "a_bits", "sym"), [(2, 8, False), (4, 4, True), (3, 6, False),

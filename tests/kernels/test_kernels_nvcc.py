@@ -1,9 +1,12 @@
 """Machine-code checks without a GPU: every kernel compiles for sm_80 and sm_90a, uses the
-intended tensor-core instruction (BMMA / IMMA / HMMA), never touches local memory, and the torch
-binding builds and imports. One nvcc call per source hash (cached under csrc/build/nvcc/)."""
+intended tensor-core instruction (BMMA / IMMA / HMMA), never touches local memory, each GEMV
+main loop stays within the instruction budget (csrc/budget.py), the C API enforces its argument
+rules, and the torch binding builds and imports. One nvcc call per source hash (cached under
+csrc/build/nvcc/)."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import itertools
 import re
@@ -18,8 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 ARCHES = ("sm_80", "sm_90a")
 
 
-def _load_build_module():  # csrc/build.py is a script, not part of the package
-    spec = importlib.util.spec_from_file_location("abq_csrc_build", REPO / "csrc" / "build.py")
+def _load(name: str):  # csrc/*.py are scripts, not part of the package
+    spec = importlib.util.spec_from_file_location(f"abq_csrc_{name}", REPO / "csrc" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
@@ -27,7 +30,8 @@ def _load_build_module():  # csrc/build.py is a script, not part of the package
     return mod
 
 
-build = _load_build_module()
+build = _load("build")
+budget = _load("budget")
 
 
 @pytest.fixture(scope="module")
@@ -41,62 +45,30 @@ def out_dir() -> Path:
     return build.build_cubins(ARCHES)  # cached: returns the same object's directory
 
 
-def _sass_functions(text: str) -> dict[tuple[str, str], str]:
-    """(arch, mangled name) -> SASS body, parsed from ``cuobjdump --dump-sass``."""
-    funcs: dict[tuple[str, str], str] = {}
-    arch, key, begin = "", None, 0
-    for m in re.finditer(r"arch = (sm_\w+)|Function : (\S+)", text):
-        if key is not None:
-            funcs[key] = text[begin:m.start()]
-            key = None
-        if m.group(1):
-            arch = m.group(1)
-        else:
-            key, begin = (arch, m.group(2)), m.end()
-    if key is not None:
-        funcs[key] = text[begin:]
-    return funcs
-
-
-def _kind(name: str) -> tuple[str, tuple[int, ...]] | None:
-    """Classify a mangled kernel name: ('btc', (q, p)), ('s8', (q,)), ('a16h'|'a16b', (q,))."""
-    if m := re.search(r"BtcCoreILi(\d)ELi(\d)E", name):
-        return "btc", (int(m.group(1)), int(m.group(2)))
-    if m := re.search(r"S8CoreILi(\d)E", name):
-        return "s8", (int(m.group(1)),)
-    if m := re.search(r"A16CoreILi(\d)E6__half", name):
-        return "a16h", (int(m.group(1)),)
-    if m := re.search(r"A16CoreILi(\d)E13__nv_bfloat16", name):
-        return "a16b", (int(m.group(1)),)
-    if "act_quant_pack_kernel" in name:
-        return "act", ()
-    return None
-
-
-def _gemv(name: str) -> bool:
-    return name.endswith("ELi1ELi1ELi1ELi8EEEv13AbqGemmParams")
+@pytest.fixture(scope="module")
+def sass_text(out_dir: Path) -> str:
+    return (out_dir / "sass.txt").read_text()
 
 
 @pytest.fixture(scope="module")
-def functions(out_dir: Path) -> dict[tuple[str, str], str]:
-    return _sass_functions((out_dir / "sass.txt").read_text())
+def functions(sass_text: str) -> dict[tuple[str, str], str]:
+    return budget.sass_functions(sass_text)
 
 
 def test_every_instantiation_present(functions: dict[tuple[str, str], str]) -> None:
     for arch in ARCHES:
-        seen: set[tuple[str, tuple[int, ...], bool]] = set()
-        for (a, name) in functions:
-            kind = _kind(name)
-            if a == arch and kind is not None:
-                seen.add((*kind, _gemv(name)))
+        seen = {budget.classify(name) for (a, name) in functions if a == arch}
         for q, p in itertools.product(range(1, 9), range(1, 9)):
             for gemv in (True, False):
-                assert ("btc", (q, p), gemv) in seen, (arch, q, p, gemv)
+                assert budget.Kind("btc", q, p, gemv) in seen, (arch, q, p, gemv)
         for q in range(1, 9):
-            for kind in ("s8", "a16h", "a16b"):
-                for gemv in (True, False):
-                    assert (kind, (q,), gemv) in seen, (arch, kind, q, gemv)
-        assert ("act", (), False) in seen
+            for gemv in (True, False):
+                assert budget.Kind("s8", q, 8, gemv) in seen, (arch, q, gemv)
+                for path in ("a16h", "a16b"):
+                    assert budget.Kind(path, q, 16, gemv) in seen, (arch, path, q, gemv)
+                    if gemv:
+                        assert budget.Kind(path, q, 16, True, "per-word") in seen
+        assert budget.Kind("act", 0, 0, False) in seen
 
 
 EXPECTED = {
@@ -111,15 +83,32 @@ def test_intended_tensor_core_instructions(functions: dict[tuple[str, str], str]
     """BMMA (and.popc) for the b1 path, IMMA s8 for A8, HMMA for weight-only; native on both."""
     checked = 0
     for (arch, name), body in functions.items():
-        kind = _kind(name)
-        if kind is None or kind[0] == "act":
+        kind = budget.classify(name)
+        if kind is None or kind.path == "act":
             continue
-        want, forbid = EXPECTED[kind[0]]
+        want, forbid = EXPECTED[kind.path]
         assert re.search(want, body), f"{arch} {name}: no {want}"
         for pat in forbid:
             assert not re.search(pat, body), f"{arch} {name}: unexpected {pat}"
         checked += 1
-    assert checked == len(ARCHES) * (128 + 16 + 32)
+    assert checked == len(ARCHES) * (128 + 16 + 48)
+
+
+def test_gemv_instruction_budget(sass_text: str) -> None:
+    """sm_90a GEMV main loops of WxA16 and WxA8 (s8), W2..W8: <= 0.30 warp-instructions per
+    weight byte (memory-bound on an H100 below ~0.35, FACTS.md). The per-word-group A16 variant
+    (group sizes not a multiple of 32 * kW) and the BTC path are measured, bounded looser."""
+    budgets = budget.gemv_budgets(sass_text)
+    for q in range(2, 9):
+        for path, a_bits in (("a16h", 16), ("a16b", 16), ("s8", 8)):
+            b = budgets[("sm_90a", budget.Kind(path, q, a_bits, True))]
+            assert b.per_byte <= budget.TARGET, (path, q, b)
+            assert b.ldg_bytes >= b.weight_bytes  # the weights really stream through the loop
+        for path in ("a16h", "a16b"):
+            b = budgets[("sm_90a", budget.Kind(path, q, 16, True, "per-word"))]
+            assert b.per_byte <= 0.35, (path, q, b)
+        for p in range(1, 9):
+            assert budgets[("sm_90a", budget.Kind("btc", q, p, True))].per_byte <= 0.30
 
 
 def test_no_local_memory(out_dir: Path, functions: dict[tuple[str, str], str]) -> None:
@@ -128,6 +117,11 @@ def test_no_local_memory(out_dir: Path, functions: dict[tuple[str, str], str]) -
     frames = re.findall(pat, log)
     assert len(frames) == len(functions)
     assert all(f == ("0", "0", "0") for f in frames), "register spills / stack frames in ptxas -v"
+    # GEMV kernels keep >= 2 blocks of 256 threads per SM: at most 128 registers each.
+    regs = re.findall(r"Compiling entry function '(\S+)'[^\n]*\n(?:[^\n]*\n)*?[^\n]*Used (\d+)"
+                      r" registers", log)
+    gemv = [int(r) for name, r in regs if "gemv_kernel" in name]
+    assert gemv and max(gemv) <= 128
     sass = (out_dir / "sass.txt").read_text()
     hits = []
     if "LDL" in sass or "STL" in sass:  # cheap pre-check: the SASS text is ~150 MB
@@ -145,8 +139,57 @@ def test_binding_builds_and_imports(out_dir: Path) -> None:
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    for fn in ("act_quant_pack", "btc_gemm", "s8_gemm", "a16_gemm"):
+    for fn in ("act_quant_pack", "btc_gemm", "s8_gemm", "a16_gemm", "fused_linear",
+               "workspace_bytes"):
         assert hasattr(mod, fn)
     x = torch.zeros(2, 64)
     with pytest.raises(RuntimeError, match="CUDA tensor"):
         mod.act_quant_pack(x, x, x, x, x, 4, False, False, 0)
+    assert mod.workspace_bytes(8, 4096) >= 8 * 4096 * 8  # split partials are int64 / fp32
+
+
+class _Params(ctypes.Structure):
+    """ctypes mirror of AbqGemmParams (csrc/include/abq/params.h)."""
+
+    _fields_ = [(n, ctypes.c_void_p) for n in (
+        "a", "a_scale", "a_zero", "a_sum", "w", "w_scale", "w_zero", "w_sz", "w_sum", "bias",
+        "out")] + [(n, ctypes.c_int) for n in (
+            "M", "N", "K", "kw", "a_stride", "groups", "group_size", "out_kind")] + [
+        ("x", ctypes.c_void_p), ("x_dtype", ctypes.c_int), ("x_stride", ctypes.c_int),
+        ("a_bits", ctypes.c_int), ("a_sym", ctypes.c_int), ("workspace", ctypes.c_void_p),
+        ("counters", ctypes.c_void_p)]
+
+
+def test_c_api_enforces_int32_rule(out_dir: Path) -> None:
+    """(2^a - 1)(2^w - 1) K must fit int32: the C API refuses before touching the GPU."""
+    pytest.importorskip("torch")  # the extension links libtorch
+    lib = ctypes.CDLL(str(build.build_extension(ARCHES, verbose=False)))
+    lib.abq_btc_gemm.argtypes = [ctypes.POINTER(_Params), ctypes.c_int, ctypes.c_int,
+                                 ctypes.c_void_p]
+    lib.abq_s8_gemm.argtypes = [ctypes.POINTER(_Params), ctypes.c_int, ctypes.c_void_p]
+    lib.abq_a16_gemm.argtypes = [ctypes.POINTER(_Params), ctypes.c_int, ctypes.c_int,
+                                 ctypes.c_void_p]
+    lib.abq_error_string.restype = ctypes.c_char_p
+
+    def params(k: int, m: int = 0, **fields: int) -> _Params:
+        p = _Params(M=m, N=0, K=k, kw=-(-k // 256) * 8)
+        p.a_stride = 32 * p.kw
+        for name, value in fields.items():
+            setattr(p, name, value)
+        return p
+
+    invalid = 1  # cudaErrorInvalidValue
+    assert lib.abq_btc_gemm(params(33025), 8, 8, None) == 0  # 255*255*33025 < 2^31
+    assert lib.abq_btc_gemm(params(33026), 8, 8, None) == invalid
+    assert lib.abq_s8_gemm(params(28672), 8, None) == 0  # LLaMA-2-70B down_proj fits W8A8
+    assert lib.abq_s8_gemm(params(40000), 8, None) == invalid
+    assert lib.abq_btc_gemm(params(2**20), 2, 2, None) == 0
+    assert lib.abq_btc_gemm(params(300, kw=15), 2, 2, None) == invalid  # kw % 8 != 0
+    # fused activation quantization: GEMV only (M <= 8) and 16-byte aligned rows
+    assert lib.abq_s8_gemm(params(256, m=9, x=16, x_stride=256, a_bits=8, out_kind=1), 4,
+                           None) == invalid
+    assert lib.abq_s8_gemm(params(256, x=16, x_dtype=1, x_stride=260, a_bits=8, out_kind=1),
+                           4,
+                           None) == invalid
+    assert lib.abq_a16_gemm(params(256, groups=1, group_size=256), 4, 0, None) == invalid  # no w_sz
+    assert b"invalid argument" in lib.abq_error_string(invalid)

@@ -32,7 +32,7 @@ def test_act_quant_pack_reference(int8: bool) -> None:
     assert torch.equal(scale, aq.scale) and torch.equal(zero, aq.zero)
     assert torch.equal(rowsum, aq.codes.sum(1, dtype=torch.int32))
     if int8:
-        assert packed.shape == (5, 1024) and packed.dtype == torch.int8
+        assert packed.shape == (5, 768) and packed.dtype == torch.int8  # 256-bit padding
         assert torch.equal(packed[:, :700].int() + 128, aq.codes)
         assert int(packed[:, 700:].abs().sum()) == 0
     else:
@@ -52,7 +52,9 @@ def test_fake_impls_shapes() -> None:
         assert y.shape == (7, 33) and y.dtype == torch.bfloat16
         y = ops.s8_gemm(a8, scale, zero, rowsum, wp, f, i, i, f, 300, torch.int32)
         assert y.shape == (7, 33) and y.dtype == torch.int32
-        y = ops.a16_gemm(x, wp, torch.empty(33, 3), torch.empty(33, 3), 128, 300, None)
+        y = ops.a16_gemm(x, wp, torch.empty(33, 3, 2, dtype=torch.float16), 128, 300, None)
+        assert y.shape == (7, 33) and y.dtype == torch.float16
+        y = ops.fused_linear(x, wp, f, i, i, None, 300, 4, True, False)
         assert y.shape == (7, 33) and y.dtype == torch.float16
 
 

@@ -1,18 +1,20 @@
-// One GEMM skeleton, three cores:
+// The register-tiled GEMM (8 < M, no shared-memory staging), three cores:
 //   BtcCore<Q, P>   sum_ij 2^(i+j) popc(A_i AND W_j) on binary tensor cores (BMMA)
 //   S8Core<Q>       weight bit planes unpacked in registers to s8, mma.sync s8 (IMMA), for A8
 //   A16Core<Q, T>   weight bit planes dequantized to fp16/bf16, mma.sync f16/bf16 (HMMA)
 //
 // Orientation: weights are the MMA A-operand (16 output channels per warp), activations the
 // B-operand (8 tokens per MMA, NT such groups per warp). Each 512-bit k-block of a packed row is
-// 16 words; thread t of a quad owns words 4t..4t+3 (one 16-byte load per row and plane). The
+// 16 words; thread t of a quad owns words 4t..4t+3 (one 16-byte load per row and plane; rows are
+// padded to 256 bits only, so the last block may be half: its missing words load as zeros). The
 // kernels rely on the k-permutation freedom explained in mma.cuh; the same logical k-order is
-// used for the A and B operands inside every MMA.
+// used for the A and B operands inside every MMA. M <= 8 goes to gemv.cuh instead.
 #pragma once
 #include <cuda_runtime.h>
 
 #include "abq/mma.cuh"
 #include "abq/params.h"
+#include "abq/prim.cuh"
 
 namespace abq {
 
@@ -31,10 +33,11 @@ __device__ __forceinline__ void load_w(const AbqGemmParams& p, const Tile& tl, i
   const size_t off = (size_t)kb * 16 + 4 * tl.t;
   const uint32_t* r0 = p.w + (size_t)(tl.n0 + tl.g) * p.kw + off;
   const uint32_t* r1 = r0 + (size_t)8 * p.kw;
+  const bool in = off < (size_t)p.kw;
 #pragma unroll
   for (int j = 0; j < Q; ++j) {
-    wf[j][0] = ld16(r0 + j * plane, tl.okg);
-    wf[j][1] = ld16(r1 + j * plane, tl.okg8);
+    wf[j][0] = ld16(r0 + j * plane, tl.okg && in);
+    wf[j][1] = ld16(r1 + j * plane, tl.okg8 && in);
   }
 }
 
@@ -53,7 +56,6 @@ struct BtcCore {
   static constexpr bool kInt = true;
   static constexpr int S = P + Q - 1;  // distinct plane weights 2^(i+j), s = i + j
   static constexpr int kNT = S <= 2 ? 4 : (S <= 4 ? 2 : 1);
-  static constexpr int kGemvMinBlocks = 12 * Q + 8 * P <= 100 ? 2 : 1;
   using Res = int;
 
   template <int NT>
@@ -78,9 +80,10 @@ struct BtcCore {
       for (int n = 0; n < NT; ++n) {
         const int tok = tl.m0 + 8 * n + tl.g;
         const uint32_t* src = a + (size_t)tok * p.kw + (size_t)kb * 16 + 4 * tl.t;
+        const bool ok = tok < p.M && kb * 16 + 4 * tl.t < p.kw;
 #pragma unroll
         for (int i = 0; i < P; ++i) {
-          const uint4 af = ld16(src + i * plane, tok < p.M);
+          const uint4 af = ld16(src + i * plane, ok);
 #pragma unroll
           for (int j = 0; j < Q; ++j) {
             mma_b1(acc[i + j][n], wf[j][0].x, wf[j][1].x, wf[j][0].y, wf[j][1].y, af.x, af.y);
@@ -114,7 +117,6 @@ template <int Q>
 struct S8Core {
   static constexpr bool kInt = true;
   static constexpr int kNT = Q <= 4 ? 4 : 2;
-  static constexpr int kGemvMinBlocks = Q <= 5 ? 2 : 1;
   static constexpr uint32_t kFlip = Q == 8 ? 0x80808080u : 0u;
   static constexpr long long kCw = Q == 8 ? 128 : 0;
   using Res = int;
@@ -142,8 +144,9 @@ struct S8Core {
         for (int n = 0; n < NT; ++n) {
           const int tok = tl.m0 + 8 * n + tl.g;
           const int8_t* src = a + (size_t)tok * p.a_stride + kbyte;
-          av[n][0] = ld16(src, tok < p.M);
-          av[n][1] = ld16(src + 16, tok < p.M);
+          const bool ok = tok < p.M && kbyte < (size_t)p.a_stride;
+          av[n][0] = ld16(src, ok);
+          av[n][1] = ld16(src + 16, ok);
         }
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
@@ -174,11 +177,12 @@ struct S8Core {
 };
 
 // ---------------------------------------------------------------- weight-only core (A16)
+// Same arithmetic as the GEMV unpacker: round_T((q - z) * s) with s, z stored as T (the product
+// is exact in fp32 before the one rounding); activations at k >= K are masked to zero.
 template <int Q, class T>
 struct A16Core {
   static constexpr bool kInt = false;
   static constexpr int kNT = Q <= 4 ? 4 : 2;
-  static constexpr int kGemvMinBlocks = Q <= 4 ? 2 : 1;
   using Res = float;
 
   template <int NT>
@@ -192,11 +196,24 @@ struct A16Core {
         for (int i = 0; i < 4; ++i) acc[n][i] = 0.f;
     }
 
-    // (code - zero) * scale in fp32, rounded once to T: the reference dequantizes the same way.
+    __device__ static __forceinline__ float tval(uint32_t bits16) {
+      return (float)bitcast<T>((uint16_t)bits16);
+    }
+
     __device__ static __forceinline__ uint32_t deq2(uint32_t v, int b, float z, float s) {
       const float lo = ((float)((v >> (8 * b)) & 0xFFu) - z) * s;
       const float hi = ((float)((v >> (8 * b + 8)) & 0xFFu) - z) * s;
       return pack2<T>(lo, hi);
+    }
+
+    // Zero the halves of an 8-element chunk starting at k0 that lie at or beyond K.
+    __device__ static __forceinline__ uint4 mask_k(uint4 v, int k0, int K) {
+      if (k0 + 8 <= K) return v;
+      uint32_t* w = &v.x;
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (k0 + e >= K) w[e >> 1] &= (e & 1) ? 0x0000FFFFu : 0xFFFF0000u;
+      return v;
     }
 
     __device__ __forceinline__ void step(const AbqGemmParams& p, const Tile& tl, int kb) {
@@ -210,10 +227,10 @@ struct A16Core {
         const int grp = min(kbase / p.group_size, p.groups - 1);
         const size_t i0 = (size_t)rg * p.groups + grp;
         const size_t i1 = i0 + (size_t)8 * p.groups;
-        const float s0 = tl.okg ? __ldg(p.w_scale + i0) : 0.f;
-        const float z0 = tl.okg ? __ldg(p.w_zero_f + i0) : 0.f;
-        const float s1 = tl.okg8 ? __ldg(p.w_scale + i1) : 0.f;
-        const float z1 = tl.okg8 ? __ldg(p.w_zero_f + i1) : 0.f;
+        const uint32_t sz0 = tl.okg ? __ldg(p.w_sz + i0) : 0u;
+        const uint32_t sz1 = tl.okg8 ? __ldg(p.w_sz + i1) : 0u;
+        const float s0 = tval(sz0 & 0xFFFFu), z0 = tval(sz0 >> 16);
+        const float s1 = tval(sz1 & 0xFFFFu), z1 = tval(sz1 >> 16);
         uint4 xv[NT][4];  // 32 activations of this word: x[tok, kbase .. kbase+31]
 #pragma unroll
         for (int n = 0; n < NT; ++n) {
@@ -221,7 +238,8 @@ struct A16Core {
           const T* src = x + (size_t)tok * p.a_stride + kbase;
 #pragma unroll
           for (int u = 0; u < 4; ++u)
-            xv[n][u] = ld16(src + 8 * u, tok < p.M && kbase + 8 * u < p.a_stride);
+            xv[n][u] = mask_k(ld16(src + 8 * u, tok < p.M && kbase + 8 * u < p.K),
+                              kbase + 8 * u, p.K);
         }
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
@@ -284,16 +302,12 @@ __device__ __forceinline__ void epilogue(const AbqGemmParams& p, const Tile& tl,
 }
 
 // ---------------------------------------------------------------- kernel + launchers
-// KS warps split the k-blocks of one warp tile (GEMV); WM x WN warps tile tokens x channels.
-// GEMV kernels (KS > 1) of the lighter cores ask for 2 resident blocks per SM (<= 128
-// registers) to keep more loads in flight; the rule per core was chosen so that ptxas spills
-// nothing (checked by tests/kernels/test_kernels_nvcc.py). GEMM kernels may use 255 registers.
-template <class Core, int NT, int WM, int WN, int KS>
-__global__ void __launch_bounds__(32 * WM * WN * KS, KS > 1 ? Core::kGemvMinBlocks : 1)
-    gemm_kernel(const AbqGemmParams p) {
+// WM x WN warps tile tokens x channels; each warp covers all of K. GEMM kernels may use 255
+// registers (one block of 4 warps per SM slot is plenty at M > 8).
+template <class Core, int NT, int WM, int WN>
+__global__ void __launch_bounds__(32 * WM * WN, 1) gemm_kernel(const AbqGemmParams p) {
   using Res = typename Core::Res;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int ks = warp / (WM * WN), wr = warp % (WM * WN);
+  const int lane = threadIdx.x & 31, wr = threadIdx.x >> 5;
   Tile tl;
   tl.g = lane >> 2;
   tl.t = lane & 3;
@@ -304,38 +318,11 @@ __global__ void __launch_bounds__(32 * WM * WN * KS, KS > 1 ? Core::kGemvMinBloc
 
   typename Core::template State<NT> st;
   st.zero();
-  const int kblocks = p.kw >> 4;
-  for (int kb = ks; kb < kblocks; kb += KS) st.step(p, tl, kb);
+  const int kblocks = (p.kw + 15) >> 4;
+  for (int kb = 0; kb < kblocks; ++kb) st.step(p, tl, kb);
   Res r[NT][4];
   st.result(r);
-
-  if constexpr (KS > 1) {
-    __shared__ Res red[KS - 1][WM * WN][NT * 4][32];
-    if (ks > 0) {
-#pragma unroll
-      for (int n = 0; n < NT; ++n)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) red[ks - 1][wr][n * 4 + i][lane] = r[n][i];
-    }
-    __syncthreads();
-    if (ks > 0) return;
-#pragma unroll
-    for (int s = 0; s < KS - 1; ++s)
-#pragma unroll
-      for (int n = 0; n < NT; ++n)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) r[n][i] += red[s][wr][n * 4 + i][lane];
-  }
   epilogue<Core, NT>(p, tl, r);
-}
-
-// GEMV path (M <= 8): one 16-channel tile per block, 8 warps split K.
-template <class Core>
-cudaError_t launch_gemv(const AbqGemmParams& p, cudaStream_t s) {
-  constexpr int KS = 8;
-  const dim3 grid((p.N + 15) / 16, (p.M + 7) / 8);
-  gemm_kernel<Core, 1, 1, 1, KS><<<grid, 32 * KS, 0, s>>>(p);
-  return cudaGetLastError();
 }
 
 // GEMM path: 2 x 2 warps, each 16 channels x 8*NT tokens.
@@ -343,13 +330,8 @@ template <class Core>
 cudaError_t launch_gemm(const AbqGemmParams& p, cudaStream_t s) {
   constexpr int NT = Core::kNT, WM = 2, WN = 2;
   const dim3 grid((p.N + 16 * WN - 1) / (16 * WN), (p.M + 8 * NT * WM - 1) / (8 * NT * WM));
-  gemm_kernel<Core, NT, WM, WN, 1><<<grid, 32 * WM * WN, 0, s>>>(p);
+  gemm_kernel<Core, NT, WM, WN><<<grid, 32 * WM * WN, 0, s>>>(p);
   return cudaGetLastError();
-}
-
-template <class Core>
-cudaError_t launch(const AbqGemmParams& p, cudaStream_t s) {
-  return p.M <= 8 ? launch_gemv<Core>(p, s) : launch_gemm<Core>(p, s);
 }
 
 }  // namespace abq

@@ -3,6 +3,11 @@
 Export schema (``abqlab.quant`` produces it): ``qweight`` uint8 [out, in] codes in
 [0, w_levels-1]; ``scale``/``zero`` float32 [out, n_groups] (zero integer-valued);
 ``group_size``; ``w_bits``; ``w_levels``; ``a_bits`` (16 = weight-only); ``a_sym``; ``bias``.
+
+Weight-only layers keep (scale, zero) per activation dtype: fp32 (CPU reference) and fp16 /
+bf16 (what the CUDA kernels read; the scale is rounded to that dtype, the product
+``(q - z) * s`` is then rounded once, as in the reference). The kernels' exact integer
+subtraction needs |zero| <= 1024 (fp16) / 128 (bf16); other layers raise on CUDA.
 """
 
 from __future__ import annotations
@@ -35,20 +40,33 @@ def _check_export(e: Mapping[str, Any]) -> None:
         raise ValueError(f"codes exceed w_levels={e['w_levels']}")
 
 
+ZERO_LIMIT = {torch.float16: 1024, torch.bfloat16: 128}  # exact (2^m + z) - ... in the kernels
+
+
 def pack_weight(export: Mapping[str, Any]) -> dict[str, Tensor]:
-    """Kernel-ready tensors of one exported linear: planes, scales, zeros, code sums."""
+    """Kernel-ready tensors of one exported linear: planes, (scale, zero) pairs, code sums."""
     _check_export(export)
     q = export["qweight"]
     bits = ref.storage_bits(int(export["w_levels"]))
-    zero = export["zero"].float()
+    scale, zero = export["scale"].float(), export["zero"].float()
+    sz = torch.stack([scale, zero], -1).contiguous()  # [out, groups, 2]
     return {
         "planes": ref.pack_planes(q, bits),
-        "scale": export["scale"].float().contiguous(),
-        "scale_c": export["scale"][:, 0].float().contiguous(),  # per-channel paths
-        "zero": zero.contiguous(),
+        "sz32": sz,
+        "sz16": sz.to(torch.float16),
+        "szbf": sz.to(torch.bfloat16),
+        "scale_c": scale[:, 0].contiguous(),  # per-channel paths
         "zero_i": zero[:, 0].to(torch.int32).contiguous(),
         "w_sum": q.to(torch.int64).sum(1).to(torch.int32),
     }
+
+
+def a16_exact(export: Mapping[str, Any], dtype: torch.dtype) -> bool:
+    """True when the CUDA weight-only kernels represent this layer exactly in ``dtype``."""
+    zero, scale = export["zero"].float(), export["scale"].float()
+    st = scale.to(dtype)
+    return bool(zero.abs().max() <= ZERO_LIMIT[dtype] and torch.isfinite(st).all()
+                and not ((st == 0) & (scale != 0)).any())
 
 
 def fake_quant_linear(x: Tensor, export: Mapping[str, Any]) -> Tensor:
@@ -89,6 +107,7 @@ class QuantLinear(nn.Module):
             raise ValueError("backend 's8' needs a_bits == 8")
         for name, t in pack_weight(export).items():
             self.register_buffer(name, t)
+        self.a16_exact = {dt: a16_exact(export, dt) for dt in ZERO_LIMIT}
         bias = export.get("bias")
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
@@ -110,16 +129,19 @@ class QuantLinear(nn.Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         if self.a_bits >= 16:
-            y = ops.a16_gemm(x2, self.planes, self.scale, self.zero, self.group_size,
-                             self.in_features, self.bias)
-        elif self.scale.shape[1] > 1:
+            sz = {torch.float16: self.sz16, torch.bfloat16: self.szbf}.get(x2.dtype, self.sz32)
+            if x2.is_cuda and _ext.available() and not self.a16_exact.get(x2.dtype, True):
+                raise NotImplementedError(
+                    f"zero points / scales of this layer are not exact in {x2.dtype} "
+                    f"(|zero| <= {ZERO_LIMIT.get(x2.dtype)} needed by the CUDA kernels)")
+            y = ops.a16_gemm(x2, self.planes, sz, self.group_size, self.in_features, self.bias)
+        elif self.sz32.shape[1] > 1:
             y = self._grouped_reference(x2)
         else:
             use_s8 = self.backend == "s8" or (self.backend == "auto" and self.a_bits == 8)
-            packed, sa, za, asum = ops.act_quant_pack(x2, self.a_bits, self.a_sym, use_s8)
-            gemm = ops.s8_gemm if use_s8 else ops.btc_gemm
-            y = gemm(packed, sa, za, asum, self.planes, self.scale_c,
-                     self.zero_i, self.w_sum, self.bias, self.in_features, x.dtype)
+            y = ops.fused_linear(x2, self.planes, self.scale_c, self.zero_i, self.w_sum,
+                                 self.bias, self.in_features, self.a_bits, self.a_sym, use_s8)
+            y = y.to(x.dtype)
         return y.reshape(*lead, self.out_features)
 
     def _grouped_reference(self, x2: Tensor) -> Tensor:
@@ -131,7 +153,7 @@ class QuantLinear(nn.Module):
         aq = ref.quantize_act(x2, self.a_bits, self.a_sym)
         xq = (aq.codes - aq.zero[:, None]).float() * aq.scale[:, None]
         codes = ref.unpack_planes(self.planes, self.in_features)
-        w = ref.dequant_weight(codes, self.scale, self.zero, self.group_size)
+        w = ref.dequant_weight(codes, self.sz32[..., 0], self.sz32[..., 1], self.group_size)
         y = xq @ w.T
         if self.bias is not None:
             y = y + self.bias

@@ -2,7 +2,7 @@
 
 Layouts shared with csrc/:
 * bit planes: ``int32 [bits, rows, kw]``; bit ``b`` of word ``w`` in a row is bit ``i`` of the
-  code at column ``32*w + b``; ``kw`` is a multiple of 16 (512-bit blocks); pad bits are 0.
+  code at column ``32*w + b``; ``kw`` is a multiple of 8 (256-bit blocks); pad bits are 0.
 * activation codes are unsigned with a per-token zero point (symmetric codes are shifted by
   2^(bits-1)), weights unsigned with per-channel / per-group zero points.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 WORD_BITS = 32
-BLOCK_BITS = 512  # one k-block of the kernels: 16 words per row
+BLOCK_BITS = 256  # rows are padded to 256-bit blocks: 8 words
 
 
 def storage_bits(levels: int) -> int:
@@ -26,7 +26,7 @@ def storage_bits(levels: int) -> int:
 
 
 def padded_words(k: int) -> int:
-    """32-bit words per packed row of ``k`` columns (padded to 512-bit blocks)."""
+    """32-bit words per packed row of ``k`` columns (padded to 256-bit blocks)."""
     return -(-k // BLOCK_BITS) * (BLOCK_BITS // WORD_BITS)
 
 

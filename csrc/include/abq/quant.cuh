@@ -1,0 +1,50 @@
+// Dynamic per-token activation quantization, one definition for every kernel (host/device).
+//
+// Must match abqlab.kernels.reference.quantize_act bit for bit: fp32 math, IEEE division
+// (no fast-math), rintf = round half to even = torch.round.
+//   asym: scale = max(xmax - xmin, 1e-8) / (2^p - 1); zero = rint(-xmin / scale);
+//         q = clamp(rint(x / scale) + zero, 0, 2^p - 1)
+//   sym:  scale = max(amax, 1e-8) / (2^(p-1) - 1); q = clamp(rint(x / scale), -2^(p-1),
+//         2^(p-1) - 1) + 2^(p-1); zero = 2^(p-1)
+#pragma once
+#include <math.h>
+
+#include "abq/prim.cuh"
+
+namespace abq {
+
+struct ActQ {
+  float scale, zero;  // zero: added before clamping (asym), 0 for sym
+  float qmin, qmax;
+  int shift;          // added after clamping (sym: 2^(p-1))
+  int zero_point;     // the reported integer zero point
+};
+
+ABQ_HD ActQ act_qparams(float lo, float hi, int bits, int sym) {
+  ActQ q;
+  if (sym) {
+    const int half = 1 << (bits - 1);
+    q.scale = fmaxf(fmaxf(fabsf(lo), fabsf(hi)), 1e-8f) / (float)(half - 1);
+    q.zero = 0.f;
+    q.qmin = (float)-half;
+    q.qmax = (float)(half - 1);
+    q.shift = half;
+    q.zero_point = half;
+  } else {
+    q.scale = fmaxf(hi - lo, 1e-8f) / (float)((1 << bits) - 1);
+    q.zero = rintf(-lo / q.scale);
+    q.qmin = 0.f;
+    q.qmax = (float)((1 << bits) - 1);
+    q.shift = 0;
+    q.zero_point = (int)q.zero;
+  }
+  return q;
+}
+
+// Unsigned code of one activation.
+ABQ_HD int act_code(float x, const ActQ& q) {
+  const float v = rintf(x / q.scale) + q.zero;
+  return (int)fminf(fmaxf(v, q.qmin), q.qmax) + q.shift;
+}
+
+}  // namespace abq
