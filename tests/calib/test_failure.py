@@ -30,7 +30,7 @@ def test_nan_loss_is_recorded_and_the_next_run_succeeds(
         failed = run_pipeline("quant=w4a16", *TINY_CALIB, name="nan")
     assert failed["status"] == "failed"
     reason = failed["reason"]
-    assert reason.startswith("CalibrationDivergedError: block 0 epoch 0: loss is nan"), reason
+    assert reason.startswith("CalibrationDivergedError: block 0 epoch -1: loss is nan"), reason
     assert "mse_fp" in reason
     run_dir = failed["_run_dir"]
     on_disk = json.loads((run_dir / "result.json").read_text())

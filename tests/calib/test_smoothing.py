@@ -20,6 +20,7 @@ from transformers.models.llama.modeling_llama import repeat_kv
 
 import abqlab.calib.components.smoothing as smoothing
 from abqlab.calib.components import build_component
+from abqlab.config import QuantConfig
 from abqlab.models.arch import get_module
 
 REPEAT = HEADS // KV_HEADS
@@ -147,7 +148,9 @@ def test_vo_check_detects_a_wrong_kv_head_order(
 
 def test_closed_form_init_and_smoothquant_is_fixed(case: BlockCase) -> None:
     ctx = case.context(FLOAT)
-    component = build_component("smoothing", {"alpha": 0.3, "learnable": False})
+    component = build_component(
+        "smoothing", {"alpha": 0.3, "learnable": False, "init": "closed_form"}
+    )
     assert component.attach(ctx) == []
     act = ctx.stats["self_attn.q_proj"]
     w = torch.stack(
@@ -196,3 +199,14 @@ def test_log_scales_move_by_the_same_factor_and_stay_positive() -> None:
 def test_unknown_parametrisation_is_refused() -> None:
     with pytest.raises(ValueError, match="smoothing.param=exp: allowed: log, linear"):
         smoothing.ScaleParameter(torch.ones(2), "exp", learnable=True)
+
+
+@pytest.mark.parametrize(("a_bits", "expected"), [(16, "identity"), (8, "closed_form")])
+def test_auto_init_is_identity_for_weight_only(case: BlockCase, a_bits: int, expected: str) -> None:
+    ctx = case.context(QuantConfig(name="q", w_bits=4, a_bits=a_bits))
+    component = build_component("smoothing", {"init": "auto"})
+    component.attach(ctx)
+    pair = ctx.arch.smooth_pairs[0]
+    assert component.init_kind(ctx, pair) == expected
+    is_one = all(bool(torch.all(s == 1.0)) for s in component.scales.values())
+    assert is_one == (expected == "identity")

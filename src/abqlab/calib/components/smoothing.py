@@ -29,7 +29,7 @@ MIN_SCALE = 1e-5
 
 @dataclass
 class SmoothingConfig(ComponentConfig):
-    lr: float = 5e-3
+    lr: float = 2e-2  # in log space: ≤ 2% change per step
     alpha: float = 0.5
     learnable: bool = True
     param: str = "log"  # log: s = exp(θ) (relative steps); linear: s = θ, clamped at MIN_SCALE
