@@ -36,13 +36,24 @@ from abqlab.quant.apply import use_abqlab_attention
 
 REPO = Path(__file__).resolve().parents[2]
 VARIANTS = {  # name → overrides on top of calib=<preset>
-    # the calibrator as it landed before the fix: scales learned directly, constant lr, last epoch
+    # the calibrator as it landed before the fix: scales learned directly, its lrs, constant lr,
+    # last epoch kept, closed-form init everywhere
     "old": [
         "calib.components.smoothing.param=linear",
+        "calib.components.smoothing.lr=5e-3",
+        "calib.components.smoothing.init=closed_form",
+        "calib.components.clipping.lr=1e-2",
         "calib.lr_schedule=constant",
         "calib.select=last",
     ],
-    "log": ["calib.lr_schedule=constant", "calib.select=last"],  # only the parametrisation
+    # the same with only the parametrisation changed (log space)
+    "log": [
+        "calib.components.smoothing.lr=5e-3",
+        "calib.components.smoothing.init=closed_form",
+        "calib.components.clipping.lr=1e-2",
+        "calib.lr_schedule=constant",
+        "calib.select=last",
+    ],
     "new": [],  # today's preset defaults
 }
 
