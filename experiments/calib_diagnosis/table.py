@@ -31,11 +31,8 @@ def two_block_table(runs: list[dict]) -> str:
                     if (r["variant"], r["epochs"], r["seed"]) == (variant, epochs, seed)
                 ]
                 r = match[-1] if match else None
-                cells.append(
-                    ""
-                    if r is None
-                    else f"{r['last_block_mse']:.3f} ({r['min_scale_block0'].get('qkv', float('nan')):.4f})"
-                )
+                qkv = float("nan") if r is None else r["min_scale_block0"].get("qkv", float("nan"))
+                cells.append("" if r is None else f"{r['last_block_mse']:.3f} ({qkv:.4f})")
             lines.append(f"| {variant} | {epochs} | " + " | ".join(cells) + " |")
     rtn = {r["seed"]: r["rtn_mse"] for r in runs}
     lines.append("| RTN | – | " + " | ".join(f"{rtn[s]:.3f}" for s in seeds) + " |")
@@ -44,7 +41,8 @@ def two_block_table(runs: list[dict]) -> str:
 
 def full_table(runs: list[dict]) -> str:
     lines = [
-        "| preset | quant | epochs | smoothing lr / param / init | clipping lr | eval windows | wiki ppl | calib s |",
+        "| preset | quant | epochs | smoothing lr / param / init | clipping lr | eval windows "
+        "| wiki ppl | calib s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
@@ -55,7 +53,8 @@ def full_table(runs: list[dict]) -> str:
             f"| {c['name']} | {r['config']['quant']['name']} | {c['epochs']} | "
             f"{sm.get('lr')} / {sm.get('param', 'linear')} / {sm.get('init', 'closed_form')} | "
             f"{cl.get('lr')} | {r['config']['eval']['max_windows']} | "
-            f"{'failed' if ppl is None else f'{ppl:.2f}'} | {r['timings'].get('calibration_s', 0):.0f} |"
+            f"{'failed' if ppl is None else f'{ppl:.2f}'} | "
+            f"{r['timings'].get('calibration_s', 0):.0f} |"
         )
     return "\n".join(lines)
 
