@@ -6,7 +6,8 @@ clock) the limit is ≈ 0.35 warp-instructions per weight byte; 0.30 is the desi
 
 For every kernel this tool finds the main loop in the SASS (the backward branch whose body holds
 the most tensor-core instructions and no EXIT / barrier, which rules out out-of-line blocks
-that jump back; the innermost such loop on ties), counts the instructions in its body, and divides by the weight bytes one trip of that body consumes. The bytes follow from
+that jump back; the innermost such loop on ties), counts the instructions in its body, and
+divides by the weight bytes one trip of that body consumes. The bytes follow from
 the MMA count: each ``HMMA.16816`` multiplies a 16 x 16 weight tile, each ``IMMA.16832`` a
 16 x 32 tile, each ``BMMA.168256`` a 16 x 256 tile of one bit plane (shared by the ``P``
 activation planes); a tile of ``Q``-bit weights is ``rows * k * Q / 8`` bytes.
@@ -37,7 +38,7 @@ class Kind:
     w_bits: int
     a_bits: int
     gemv: bool
-    variant: str = ""  # a16 GEMV: "" one group lookup per trip, "per-word" small groups
+    variant: str = ""  # "per-word": a16 GEMV for small groups; "pipe": pipelined GEMM
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,13 @@ def sass_functions(text: str) -> dict[tuple[str, str], str]:
 def classify(name: str) -> Kind | None:
     """Path and bit widths of a mangled kernel name (None for helpers)."""
     gemv = "gemv_kernel" in name or name.endswith("ELi1ELi1ELi1ELi8EEEv13AbqGemmParams")
-    if m := re.search(r"(?:GemvBtc|BtcCore)ILi(\d)ELi(\d)E", name):
-        return Kind("btc", int(m.group(1)), int(m.group(2)), gemv)
-    if m := re.search(r"(?:GemvS8|S8Core|PipeS8)ILi(\d)E", name):
-        return Kind("s8", int(m.group(1)), 8, gemv)
     variant = "per-word" if re.search(r"GemvA16ILi\dE\w+?Lb0E", name) else ""
+    if "pipe_kernel" in name:
+        variant = "pipe"  # pipelined GEMM (M >= 256)
+    if m := re.search(r"(?:GemvBtc|BtcCore)ILi(\d)ELi(\d)E", name):
+        return Kind("btc", int(m.group(1)), int(m.group(2)), gemv, variant)
+    if m := re.search(r"(?:GemvS8|S8Core|PipeS8)ILi(\d)E", name):
+        return Kind("s8", int(m.group(1)), 8, gemv, variant)
     if m := re.search(r"(?:GemvA16|A16Core|PipeA16)ILi(\d)E6__half", name):
         return Kind("a16h", int(m.group(1)), 16, gemv, variant)
     if m := re.search(r"(?:GemvA16|A16Core|PipeA16)ILi(\d)E13__nv_bfloat16", name):

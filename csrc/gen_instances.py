@@ -41,9 +41,11 @@ cudaError_t btc_launch_w{q}(const AbqGemmParams& prm, int a_bits, cudaStream_t s
 def _s8_file() -> str:
     cases = "\n".join(
         f"    case {q}: return prm.M <= 8 ? launch_gemv<GemvS8<{q}>>(prm, s)\n"
-        f"                        : launch_gemm<S8Core<{q}>>(prm, s);" for q in BITS
+        f"                 : prm.M >= kPipeMinM ? launch_pipe<PipeS8<{q}>>(prm, s)\n"
+        f"                                      : launch_gemm<S8Core<{q}>>(prm, s);" for q in BITS
     )
     return f"""{HEADER}#include "abq/gemm.cuh"
+#include "abq/gemm_pipe.cuh"
 #include "abq/gemv.cuh"
 #include "instances.h"
 
@@ -63,13 +65,16 @@ def _a16_file() -> str:
         return "\n".join(f"      case {q}: return launch_a16<{q}, {t}>(prm, s);" for q in BITS)
 
     return f"""{HEADER}#include "abq/gemm.cuh"
+#include "abq/gemm_pipe.cuh"
 #include "abq/gemv.cuh"
 #include "instances.h"
 
 namespace abq {{
-// GEMV with one group lookup per row and trip when the groups allow it, else per word.
+// M >= kPipeMinM: pipelined GEMM; M > 8: register-tiled GEMM; else the GEMV, with one group
+// lookup per row and trip when the groups allow it, else per word.
 template <int Q, class T>
 cudaError_t launch_a16(const AbqGemmParams& prm, cudaStream_t s) {{
+  if (prm.M >= kPipeMinM) return launch_pipe<PipeA16<Q, T>>(prm, s);
   if (prm.M > 8) return launch_gemm<A16Core<Q, T>>(prm, s);
   constexpr int kWords = GemvA16<Q, T, true>::kW;
   if (prm.groups <= 1 || prm.group_size % (32 * kWords) == 0) {{

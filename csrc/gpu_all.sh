@@ -1,69 +1,96 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark of the abqlab kernels, in one command (run on a GPU machine):
+# Every GPU check and benchmark of the abqlab kernels, in one command (on a GPU machine):
 #
-#     bash csrc/gpu_all.sh            # full run
-#     QUICK=1 bash csrc/gpu_all.sh    # quick bench grid (2 shapes, 4 batch sizes), 1 e2e layer
+#     OUT=/path/to/dir bash csrc/gpu_all.sh --preset goals   # fits a 10-minute window
+#     bash csrc/gpu_all.sh --preset full --sanitizer         # everything (tens of minutes)
 #
-# Steps: build the extension against the local torch; GPU tests (exact vs reference);
-# compute-sanitizer memcheck + racecheck on a trimmed test grid; kernel benchmark; decode
-# latency. Everything lands in experiments/kernels/results/<UTC time>-<device>/ with logs and a
-# summary; a failing step is recorded and the next one still runs.
+# Steps: build the extension against the local torch (all cores); GPU tests (exact vs the
+# reference; the quick grid under --preset goals); optional compute-sanitizer memcheck +
+# racecheck; kernel benchmark (experiments/kernels/bench.py --preset P); decode latency, one
+# decode step as one CUDA graph (experiments/kernels/e2e_decode.py --preset P). A failing step
+# is recorded and the next one still runs.
+#
+# Everything lands in $OUT (default experiments/kernels/results/<UTC time>-<device>), as at
+# most 8 files: summary.md (steps, status, seconds, then the two tables), env.txt, logs.txt
+# (every step's output), tests.txt (pytest's own report), bench.csv, bench.md, decode.csv,
+# decode.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python}"
+PRESET=goals
+SANITIZER=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --preset) PRESET=$2; shift 2 ;;
+    --sanitizer) SANITIZER=1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+case "$PRESET" in goals|full|quick) ;; *) echo "preset: goals | full | quick" >&2; exit 2 ;; esac
 
 DEV=$($PY -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '_'))" 2>/dev/null)
 if [ -z "$DEV" ]; then
   echo "no CUDA device visible to torch" >&2
   exit 2
 fi
-RES="experiments/kernels/results/$(date -u +%Y%m%dT%H%M%SZ)-$DEV"
-mkdir -p "$RES"
-SUMMARY="$RES/summary.txt"
-: > "$SUMMARY"
+OUT="${OUT:-experiments/kernels/results/$(date -u +%Y%m%dT%H%M%SZ)-$DEV}"
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.md"
+LOGS="$OUT/logs.txt"
+printf '# abqlab GPU run (preset %s)\n\n| step | rc | seconds |\n|---|---|---|\n' "$PRESET" \
+  > "$SUMMARY"
+: > "$LOGS"
+T0=$SECONDS
 
-step() {  # step NAME CMD...: run, tee the log, record the status
+step() {  # step NAME CMD...: run, append the log, record the status
   local name=$1
   shift
-  echo "=== $name: $*" | tee -a "$SUMMARY"
-  local t0=$SECONDS
-  "$@" > "$RES/$name.log" 2>&1
+  echo "=== $name: $*" | tee -a "$LOGS"
+  local t=$SECONDS
+  "$@" >> "$LOGS" 2>&1
   local rc=$?
-  tail -n 30 "$RES/$name.log"
-  echo "--- $name rc=$rc ($((SECONDS - t0)) s)" | tee -a "$SUMMARY"
+  echo "--- $name rc=$rc ($((SECONDS - t)) s)" | tee -a "$LOGS"
+  echo "| $name | $rc | $((SECONDS - t)) |" >> "$SUMMARY"
   return $rc
 }
+
+$PY - > "$OUT/env.txt" 2>&1 <<'EOF'
+import os, subprocess, sys, torch
+print("python", sys.version)
+print("torch", torch.__version__, "cuda", torch.version.cuda)
+print("device", torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))
+print("cpus", os.cpu_count())
+print(subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout)
+EOF
 
 # pytest without the repo conftest (it needs hydra etc., absent on the GPU machine)
 PYTEST=("$PY" -m pytest -p no:cacheprovider --noconftest -m gpu tests/kernels/test_kernels_gpu.py)
 
-$PY - > "$RES/env.txt" 2>&1 <<'EOF'
-import sys, torch, subprocess
-print("python", sys.version)
-print("torch", torch.__version__, "cuda", torch.version.cuda)
-print("device", torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))
-print(subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout)
-EOF
-
-step build "$PY" csrc/build.py ext || { echo "build failed: see $RES/build.log"; exit 1; }
-step gpu_tests "${PYTEST[@]}" -q -rs
-if command -v compute-sanitizer > /dev/null; then
+step build "$PY" csrc/build.py ext || { echo "build failed: see $LOGS"; exit 1; }
+if [ "$PRESET" = "full" ]; then
+  step gpu_tests "${PYTEST[@]}" -q -rs
+else
+  ABQLAB_GPU_QUICK=1 step gpu_tests "${PYTEST[@]}" -q -rs
+fi
+grep -E "passed|failed|error" "$LOGS" | tail -n 3 > "$OUT/tests.txt"
+if [ "$SANITIZER" = "1" ] && command -v compute-sanitizer > /dev/null; then
   export ABQLAB_GPU_QUICK=1
   step sanitizer_memcheck compute-sanitizer --tool memcheck --error-exitcode 99 \
     "${PYTEST[@]}" -q -x
   step sanitizer_racecheck compute-sanitizer --tool racecheck --error-exitcode 99 \
-    "${PYTEST[@]}" -q -x -k "btc_exact or s8_exact"
+    "${PYTEST[@]}" -q -x -k "btc_exact or s8_exact or fused"
   unset ABQLAB_GPU_QUICK
-else
-  echo "compute-sanitizer not found: skipped" | tee -a "$SUMMARY"
 fi
-if [ "${QUICK:-0}" = "1" ]; then
-  step bench "$PY" experiments/kernels/bench.py --out "$RES" --quick
-  step e2e "$PY" experiments/kernels/e2e_decode.py --out "$RES" --layers 2 --new 16
-else
-  step bench "$PY" experiments/kernels/bench.py --out "$RES"
-  step e2e "$PY" experiments/kernels/e2e_decode.py --out "$RES"
-fi
-echo "results in $RES"
-cat "$SUMMARY"
+step bench "$PY" experiments/kernels/bench.py --out "$OUT" --preset "$PRESET"
+step decode "$PY" experiments/kernels/e2e_decode.py --out "$OUT" --preset \
+  "$([ "$PRESET" = "quick" ] && echo quick || echo goals)"
+{
+  echo
+  echo "total: $((SECONDS - T0)) s"
+  for f in tests.txt bench.md decode.md; do
+    [ -f "$OUT/$f" ] && { echo; cat "$OUT/$f"; }
+  done
+} >> "$SUMMARY"
+echo "results in $OUT"
+head -n 20 "$SUMMARY"

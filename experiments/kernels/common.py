@@ -1,9 +1,12 @@
-"""Shared helpers of the kernel experiments: environment record and Markdown tables."""
+"""Shared helpers of the kernel experiments: timing, copy bandwidth, environment record and
+Markdown tables."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -23,6 +26,30 @@ def graph_replay_ms(graph: torch.cuda.CUDAGraph, reps: int) -> list[float]:
         end.synchronize()
         times.append(start.elapsed_time(end))
     return times
+
+
+def copy_bandwidth(nbytes: int = 1 << 30, reps: int = 10) -> float:
+    """Device-to-device copy bandwidth in GB/s (read + write bytes), 4 copies per graph."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(4):
+            dst.copy_(src)
+    ms = statistics.median(graph_replay_ms(graph, reps)) / 4
+    del graph, src, dst
+    torch.cuda.empty_cache()
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def rotated(first: dict[str, torch.Tensor]) -> tuple[list[dict[str, torch.Tensor]], int]:
+    """``first`` plus clones so that the copies together exceed 2x L2; bytes of one copy."""
+    nbytes = sum(t.numel() * t.element_size() for t in first.values())
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    n = max(2, math.ceil(2 * l2 / max(nbytes, 1)) + 1)
+    return [first] + [{k: t.clone() for k, t in first.items()} for _ in range(n - 1)], nbytes
 
 
 def _git(*args: str) -> str:

@@ -100,6 +100,7 @@ class GemvCase:
     sms: int = 132
     x_pad: int = 0  # extra (junk) activation columns beyond K
     seed: int = 0
+    pipe: bool = False  # run the pipelined GEMM (M >= 256 path) instead of the GEMV
 
     @property
     def out_dtype(self) -> torch.dtype:
@@ -120,7 +121,8 @@ def run_gemv(exe: Path, c: GemvCase, tensors: dict[str, torch.Tensor]) -> GemvRe
     gs = c.group or c.k
     stride = c.k + c.x_pad
     out_kind = 0 if c.out_i32 else (2 if c.out_dtype == torch.bfloat16 else 1)
-    header = [0, PATHS[c.path], c.w_bits, c.a_bits, DTYPES[c.dtype], c.m, c.n, c.k, gs,
+    header = [3 if c.pipe else 0, PATHS[c.path], c.w_bits, c.a_bits, DTYPES[c.dtype], c.m, c.n,
+              c.k, gs,
               int(c.fused), int(c.sym), out_kind, int(c.hoist), c.sms,
               int("bias" in tensors), stride]
     arrays = [planes_u32(tensors["w"], c.w_bits)]

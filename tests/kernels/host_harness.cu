@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "abq/gemm_pipe.cuh"
 #include "abq/gemv.cuh"
 
 using namespace abq;
@@ -45,13 +46,14 @@ enum { kF16 = 0, kBf16 = 1, kS8 = 2, kB1 = 3, kShift = 4 };
 struct Event {
   int kind;
   uint32_t a[4], b[2];
-  bool to_acc;  // else the temp accumulator
+  int slot;  // accumulator (4 values each) of the lane; -1: the temp accumulator
   int shift;
 };
 
 struct HostOps {
   std::vector<Event> ev;
-  const void* acc = nullptr;  // address of the lane's main accumulator
+  const void* acc = nullptr;  // address of the lane's accumulator block
+  int slots = 1;              // 4-value accumulators in that block
   const char* smem_lo = nullptr;
   const char* smem_hi = nullptr;
 
@@ -74,7 +76,9 @@ struct HostOps {
   uint2 lds64_volatile(const char* p) { return lds64(p); }
   void rec(int kind, const void* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
            uint32_t b0, uint32_t b1) {
-    ev.push_back(Event{kind, {a0, a1, a2, a3}, {b0, b1}, c == acc, 0});
+    const long off = static_cast<const char*>(c) - static_cast<const char*>(acc);
+    const int slot = off >= 0 && off < 16L * slots ? (int)(off / 16) : -1;
+    ev.push_back(Event{kind, {a0, a1, a2, a3}, {b0, b1}, slot, 0});
   }
   template <class T>
   void mma_f16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -91,7 +95,43 @@ struct HostOps {
     rec(kB1, c, a0, a1, a2, a3, b0, b1);
   }
   void shift_add(int (&)[4], const int (&)[4], int s) {
-    ev.push_back(Event{kShift, {0, 0, 0, 0}, {0, 0}, true, s});
+    ev.push_back(Event{kShift, {0, 0, 0, 0}, {0, 0}, 0, s});
+  }
+};
+
+// The pipelined GEMM's shared-memory operations on the host. ldmatrix: lane l gets, from each
+// matrix i, bytes 4 (l % 4) .. of the row whose address lane 8 i + l / 4 provides.
+struct HostPipeOps : HostOps {
+  const char* tile_lo = nullptr;
+  const char* tile_hi = nullptr;
+  void copy(char* dst, const char* src, int bytes, int valid) {
+    memcpy(dst, src, valid);
+    memset(dst + valid, 0, bytes - valid);
+  }
+  uint32_t lds32(const char* p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+  }
+  void sts128(char* p, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+    const uint32_t v[4] = {a, b, c, d};
+    memcpy(p, v, 16);
+  }
+  template <class F>
+  uint4 ldsm(const char* tile, int lane, F offset) {
+    uint32_t r[4];
+    for (int i = 0; i < 4; ++i) {
+      const int off = offset(8 * i + (lane >> 2));
+      if (off < 0 || off + 16 > kPipeTileBytes || (off & 15)) throw std::runtime_error("ldsm");
+      memcpy(&r[i], tile + off + 4 * (lane & 3), 4);
+    }
+    return make_uint4(r[0], r[1], r[2], r[3]);
+  }
+  uint4 ldsm_a(const char* tile, int lane, int row0, int chunk) {
+    return ldsm(tile, lane, [&](int l) { return ldsm_a_offset(l, row0, chunk); });
+  }
+  uint4 ldsm_b(const char* tile, int lane, int row0, int chunk) {
+    return ldsm(tile, lane, [&](int l) { return ldsm_b_offset(l, row0, chunk); });
   }
 };
 
@@ -108,12 +148,13 @@ double elem(int kind, uint32_t reg, int e) {
 // PTX m16n8kX row.col fragments (lane = 4g + t): A regs 0..3 = (row g, k-half 0),
 // (g + 8, 0), (g, 1), (g + 8, 1); B regs 0, 1 = k-halves of column g; thread t holds `per`
 // consecutive k of each half (half size kt). C: (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
-void replay(const std::vector<HostOps>& lanes, std::vector<double> (&acc)[32]) {
+template <class Lane>
+void replay(const std::vector<Lane>& lanes, std::vector<double> (&acc)[32], bool reset = true) {
   const size_t n = lanes[0].ev.size();
   std::vector<double> tmp[32];
   for (int l = 0; l < 32; ++l) {
     if (lanes[l].ev.size() != n) throw std::runtime_error("lanes issued different MMAs");
-    acc[l].assign(4, 0.0);
+    if (reset) acc[l].assign(4 * lanes[l].slots, 0.0);
     tmp[l].assign(4, 0.0);
   }
   for (size_t i = 0; i < n; ++i) {
@@ -142,7 +183,8 @@ void replay(const std::vector<HostOps>& lanes, std::vector<double> (&acc)[32]) {
     for (int l = 0; l < 32; ++l) {
       const int g = l >> 2, t = l & 3;
       const int rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
-      std::vector<double>& dst = lanes[l].ev[i].to_acc ? acc[l] : tmp[l];
+      const int slot = lanes[l].ev[i].slot;
+      double* dst = slot >= 0 ? acc[l].data() + 4 * slot : tmp[l].data();
       for (int r = 0; r < 4; ++r) {
         double s = 0.0;
         for (int k = 0; k < K; ++k) s += A[rows[r] * K + k] * B[k * 8 + cols[r]];
@@ -155,7 +197,7 @@ void replay(const std::vector<HostOps>& lanes, std::vector<double> (&acc)[32]) {
 // ---------------------------------------------------------------- GEMV problem
 struct Problem {
   AbqGemmParams p{};
-  int path = 0, dt = 0, hoist = 1, sms = 132;
+  int path = 0, dt = 0, hoist = 1, sms = 132, pipe = 0;
   std::vector<uint32_t> w, sz, a_planes;
   std::vector<uint16_t> x16;
   std::vector<float> x32, w_scale, a_scale, bias;
@@ -291,7 +333,7 @@ void run_gemv(const Problem& pr, FILE* out) {
       for (int ch = tile * kGemvTile; ch < p.N && ch < (tile + 1) * kGemvTile; ++ch) {
         Part sum = 0;
         for (int s = 0; s < pl.splits; ++s) sum += ws[((size_t)s * p.M + tok) * p.N + ch];
-        gemv_store<Core>(p, info, sum, tok, ch);
+        gemv_store<Core>(p, &info, sum, tok, ch);
       }
   }
   const int hdr[4] = {pl.splits, pl.trips, pl.split_words, pl.smem_bytes};
@@ -299,8 +341,64 @@ void run_gemv(const Problem& pr, FILE* out) {
   put(out, raw);
 }
 
+// The pipelined GEMM (gemm_pipe.cuh), CTA by CTA, stage by stage, through the ring buffers.
+template <class Core>
+void run_pipe(const Problem& pr, FILE* out) {
+  const AbqGemmParams& p = pr.p;
+  using G = typename Core::Geom;
+  const int kts = (p.kw + G::kWords - 1) / G::kWords;
+  const DivMagic grp = div_magic(p.groups > 1 ? (uint32_t)(p.group_size / 32) : 0u);
+  std::vector<char> smem(pipe_smem_bytes<Core>());
+  std::vector<double> raw((size_t)p.M * p.N, 0.0);
+  for (int n0 = 0; n0 < p.N; n0 += kPipeBN)
+    for (int m0 = 0; m0 < p.M; m0 += kPipeBM) {
+      memset(smem.data(), 0xA5, smem.size());  // poison
+      char* wtile = smem.data() + kPipeStages * pipe_stage_bytes<Core>();
+      std::vector<double> acc[8][32];
+      for (int kt = 0; kt < kts; ++kt) {
+        char* stage = smem.data() + kt % kPipeStages * pipe_stage_bytes<Core>();
+        HostPipeOps ops;
+        for (int tid = 0; tid < kPipeThreads; ++tid) pipe_load<Core>(ops, p, stage, kt, n0, m0, tid);
+        for (int tid = 0; tid < kPipeThreads; ++tid)
+          pipe_unpack<Core>(ops, p, stage, wtile, kt, n0, grp, tid);
+        for (int warp = 0; warp < 8; ++warp) {
+          std::vector<HostPipeOps> lanes(32);
+          typename Core::Acc dummy[32][4][4][4];
+          for (int lane = 0; lane < 32; ++lane) {
+            lanes[lane].acc = dummy[lane];
+            lanes[lane].slots = 16;
+            pipe_mma<Core>(lanes[lane], wtile, stage, lane, warp & 1, warp >> 1, dummy[lane]);
+          }
+          replay(lanes, acc[warp], kt == 0);
+        }
+      }
+      for (int warp = 0; warp < 8; ++warp)
+        for (int lane = 0; lane < 32; ++lane) {
+          typename Core::Acc a[4][4][4];
+          for (int i = 0; i < 64; ++i) {
+            const double v = acc[warp][lane][i];
+            if (Core::Gemv::kInt && (v > 2147483647.0 || v < -2147483648.0))
+              throw std::runtime_error("int32 accumulator overflow");
+            a[i / 16][i / 4 % 4][i % 4] = (typename Core::Acc)v;
+            const int ch = n0 + 64 * (warp & 1) + 16 * (i / 16) + (lane >> 2) + 8 * (i % 4 >> 1);
+            const int tok = m0 + 32 * (warp >> 1) + 8 * (i / 4 % 4) + 2 * (lane & 3) + (i & 1);
+            if (ch < p.N && tok < p.M) raw[(size_t)tok * p.N + ch] = v;
+          }
+          pipe_store<Core>(p, n0, m0, lane, warp & 1, warp >> 1, a);
+        }
+    }
+  const int hdr[4] = {1, kts, 0, pipe_smem_bytes<Core>()};
+  fwrite(hdr, sizeof(int), 4, out);
+  put(out, raw);
+}
+
 template <int Q>
 void gemv_q(const Problem& pr, int P, FILE* out) {
+  if (pr.pipe) {
+    if (pr.path == kPathS8) return run_pipe<PipeS8<Q>>(pr, out);
+    if (pr.dt == ABQ_IN_F16) return run_pipe<PipeA16<Q, __half>>(pr, out);
+    return run_pipe<PipeA16<Q, __nv_bfloat16>>(pr, out);
+  }
   if (pr.path == kPathS8) return run_gemv<GemvS8<Q>>(pr, out);
   if (pr.path == kPathA16) {
     if (pr.dt == ABQ_IN_F16)
@@ -324,6 +422,7 @@ void gemv_q(const Problem& pr, int P, FILE* out) {
 void gemv(FILE* in, FILE* out, const int* h) {
   Problem pr;
   AbqGemmParams& p = pr.p;
+  pr.pipe = h[0] == 3;
   pr.path = h[1];
   const int Q = h[2], P = h[3];
   pr.dt = h[4];
@@ -455,7 +554,7 @@ int main(int argc, char** argv) {
   if (!in || !out) return 2;
   try {
     const std::vector<int> h = take<int>(in, 16);
-    if (h[0] == 0) {
+    if (h[0] == 0 || h[0] == 3) {  // 3: the pipelined GEMM on the same input
       gemv(in, out, h.data());
     } else if (h[0] == 1) {  // unpack: Q, kind (0 fp16, 1 bf16, 2 s8), n
       const int Q = h[1], kind = h[2], n = h[3];

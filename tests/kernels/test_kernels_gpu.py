@@ -30,7 +30,7 @@ QUICK = os.environ.get("ABQLAB_GPU_QUICK") == "1"
 # (M, N, K): GEMV (M <= 8: several trips per warp, split-K) and GEMM paths, odd N/K, partial
 # tiles, several k-blocks.
 SHAPES = [(1, 37, 300), (5, 16, 512), (8, 100, 1000), (1, 40, 9000), (8, 33, 11008),
-          (9, 45, 777), (33, 130, 1536), (130, 64, 2100)]
+          (9, 45, 777), (33, 130, 1536), (130, 64, 2100), (300, 72, 1000)]
 if QUICK:
     SHAPES = [(1, 37, 300), (1, 40, 9000), (9, 45, 777)]
 PAIRS = list(itertools.product(range(1, 9), range(1, 9)))
@@ -190,6 +190,36 @@ def test_fused_linear_equals_op_chain(w_bits: int, a_bits: int, int8: bool,
         torch.testing.assert_close(fused.cpu().float(), cpu, rtol=1e-2, atol=1e-2)
         again = ops.fused_linear(x, *wargs, k, a_bits, False, int8)  # counters were reset
         assert torch.equal(again, fused)
+
+
+@pytest.mark.parametrize("path", ["s8", "a16"])
+def test_multi_wave_pipelined_gemm(path: str) -> None:
+    """M >= 256 runs the cp.async / ldmatrix GEMM: 10 x 18 CTAs of 128 x 128 (more than one
+    wave on any current GPU), partial last tiles, exact integer core (reference in float64 on
+    the GPU: integer sums below 2^53 are exact)."""
+    gen = torch.Generator().manual_seed(7)
+    m, n, k, q = 1250, 2250, 1000, 4
+    w = _codes(n, k, q, gen)
+    wd = w.to(DEV).double()
+    planes = ref.pack_planes(w, q).to(DEV)
+    if path == "s8":
+        a = _codes(m, k, 8, gen)
+        args = _int_args(m, n, k, a, w, gen)
+        a_i8 = torch.zeros(m, 32 * ref.padded_words(k), dtype=torch.int8)
+        a_i8[:, :k] = (a - 128).to(torch.int8)
+        got = _run_int("s8", a_i8, planes.cpu(), args, k, torch.int32)
+        expect = (a.to(DEV).double() @ wd.T).round().long().cpu()
+        assert torch.equal(got.long(), expect)
+        return
+    scale = (torch.rand(n, 8, generator=gen) + 0.5) / 2**q
+    zero = torch.randint(0, 2**q, (n, 8), generator=gen).float()
+    sz = torch.stack([scale, zero], -1).half()
+    x = torch.randn(m, k, generator=gen).half()
+    y = ops.a16_gemm(x.to(DEV), planes, sz.to(DEV), 128, k, None).float()
+    deq = ref.dequant_weight_as(w.to(DEV), sz[..., 0].float().to(DEV),
+                                sz[..., 1].float().to(DEV), 128, torch.float16)
+    expect = (x.to(DEV).double() @ deq.double().T).float()
+    torch.testing.assert_close(y, expect, rtol=5e-3, atol=2e-2)
 
 
 def test_w8a8_at_k_28672() -> None:

@@ -246,3 +246,20 @@ def test_gemv_s8_every_width(exe, q: int, fused: bool) -> None:
 def test_gemv_btc_pairs(exe, q: int, p: int, fused: bool) -> None:
     _check(exe, GemvCase("btc", q, p, 7, 130, 300, fused=fused, out_i32=not fused,
                          sym=fused and p >= 2, seed=p))
+
+
+PIPE = [  # the pipelined GEMM (M >= 256): partial M and N tiles, several stages of the ring
+    GemvCase("s8", 4, 8, 300, 130, 1000, out_i32=True, pipe=True),
+    GemvCase("s8", 8, 8, 256, 64, 1100, pipe=True),
+    GemvCase("s8", 2, 8, 260, 40, 600, out_i32=True, pipe=True),
+    GemvCase("s8", 1, 8, 256, 16, 300, pipe=True, dtype=torch.bfloat16),
+    GemvCase("a16", 3, 16, 256, 130, 1000, group=128, pipe=True),
+    GemvCase("a16", 8, 16, 300, 72, 700, group=64, dtype=torch.bfloat16, pipe=True, x_pad=8),
+    GemvCase("a16", 2, 16, 256, 40, 600, pipe=True),
+    GemvCase("a16", 5, 16, 256, 24, 520, group=32, pipe=True),
+]
+
+
+@pytest.mark.parametrize("case", PIPE, ids=lambda c: f"{c.path}-W{c.w_bits}-{c.m}x{c.n}x{c.k}")
+def test_pipelined_gemm(exe, case: GemvCase) -> None:
+    _check(exe, case)

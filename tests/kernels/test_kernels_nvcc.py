@@ -41,7 +41,7 @@ def out_dir() -> Path:
     if build.find_cuobjdump() is None:
         pytest.skip("cuobjdump not found: pip install nvidia-cuda-cuobjdump")
     pytest.importorskip("torch")
-    build.build_extension(ARCHES, verbose=False)  # binding compiles in parallel with nvcc
+    build.build_extension(ARCHES, verbose=False, jobs=1)  # binding compiles in parallel with nvcc
     return build.build_cubins(ARCHES)  # cached: returns the same object's directory
 
 
@@ -68,6 +68,8 @@ def test_every_instantiation_present(functions: dict[tuple[str, str], str]) -> N
                     assert budget.Kind(path, q, 16, gemv) in seen, (arch, path, q, gemv)
                     if gemv:
                         assert budget.Kind(path, q, 16, True, "per-word") in seen
+            for path, a_bits in (("s8", 8), ("a16h", 16), ("a16b", 16)):
+                assert budget.Kind(path, q, a_bits, False, "pipe") in seen, (arch, path, q)
         assert budget.Kind("act", 0, 0, False) in seen
 
 
@@ -91,7 +93,21 @@ def test_intended_tensor_core_instructions(functions: dict[tuple[str, str], str]
         for pat in forbid:
             assert not re.search(pat, body), f"{arch} {name}: unexpected {pat}"
         checked += 1
-    assert checked == len(ARCHES) * (128 + 16 + 48)
+    assert checked == len(ARCHES) * (128 + 16 + 48 + 24)
+
+
+def test_pipelined_gemm_machine_code(functions: dict[tuple[str, str], str]) -> None:
+    """The M >= 256 kernels stream through cp.async (LDGSTS + dependency barriers), read their
+    MMA operands with ldmatrix (LDSM) and keep mma.sync native on both architectures."""
+    n = 0
+    for (arch, name), body in functions.items():
+        if "pipe_kernel" not in name:
+            continue
+        for op in (r"\bLDGSTS\b", r"\bLDGDEPBAR\b", r"\bDEPBAR\b", r"\bLDSM\.16\.M88\.4\b"):
+            assert re.search(op, body), (arch, name, op)
+        assert not re.search(r"\bLDG\.E\.128\b", body), (arch, name)  # no register staging
+        n += 1
+    assert n == len(ARCHES) * 24
 
 
 def test_gemv_instruction_budget(sass_text: str) -> None:
@@ -134,7 +150,7 @@ def test_binding_builds_and_imports(out_dir: Path) -> None:
     pytest.importorskip("torch")
     import torch
 
-    so = build.build_extension(ARCHES, verbose=False)
+    so = build.build_extension(ARCHES, verbose=False, jobs=1)
     spec = importlib.util.spec_from_file_location(build.EXT_NAME, so)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -163,7 +179,7 @@ class _Params(ctypes.Structure):
 def test_c_api_enforces_int32_rule(out_dir: Path) -> None:
     """(2^a - 1)(2^w - 1) K must fit int32: the C API refuses before touching the GPU."""
     pytest.importorskip("torch")  # the extension links libtorch
-    lib = ctypes.CDLL(str(build.build_extension(ARCHES, verbose=False)))
+    lib = ctypes.CDLL(str(build.build_extension(ARCHES, verbose=False, jobs=1)))
     lib.abq_btc_gemm.argtypes = [ctypes.POINTER(_Params), ctypes.c_int, ctypes.c_int,
                                  ctypes.c_void_p]
     lib.abq_s8_gemm.argtypes = [ctypes.POINTER(_Params), ctypes.c_int, ctypes.c_void_p]

@@ -106,10 +106,11 @@ ABQ_HD WarpCtx warp_ctx(const AbqGemmParams& p, const GemvPlan& pl, int split, i
   return c;
 }
 
-// Output of one (token, channel) from the sum of its split partials.
+// Output of one (token, channel) from the sum of its split partials (`info`: the block's token
+// quantizers, read in fused mode only).
 template <class Core>
-ABQ_HD void gemv_store(const AbqGemmParams& p, const TokInfo& info,
-                                           typename Core::Part sum, int tok, int ch) {
+ABQ_HD void gemv_store(const AbqGemmParams& p, const TokInfo* info, typename Core::Part sum,
+                       int tok, int ch) {
   const size_t o = (size_t)tok * p.N + ch;
   float y;
   if constexpr (Core::kInt) {
@@ -119,8 +120,8 @@ ABQ_HD void gemv_store(const AbqGemmParams& p, const TokInfo& info,
     long long za;
     if (p.x != nullptr) {  // fused: partials already hold r + (cw - zw) * SA_slice
       e = sum + Core::kSa * sw - Core::kSa * Core::kCw * k;
-      sa = info.q[tok].scale;
-      za = info.q[tok].zero_point;
+      sa = info->q[tok].scale;
+      za = info->q[tok].zero_point;
     } else {
       const long long a_sum = p.a_sum[tok];
       const long long d = sum + Core::kCw * a_sum + Core::kSa * sw - Core::kSa * Core::kCw * k;
@@ -185,8 +186,8 @@ __global__ void __launch_bounds__(kGemvThreads, 2) gemv_kernel(const AbqGemmPara
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int ch = ch0 + (e >= 2 ? 8 : 0), tok = 2 * c.t + (e & 1);
-      if (ch < p.N && tok < p.M) gemv_store<Core>(p, info, gemv_part<Core>(p, info, acc, e, tok, ch),
-                                                  tok, ch);
+      if (ch < p.N && tok < p.M)
+        gemv_store<Core>(p, &info, gemv_part<Core>(p, info, acc, e, tok, ch), tok, ch);
     }
     return;
   }
@@ -209,7 +210,7 @@ __global__ void __launch_bounds__(kGemvThreads, 2) gemv_kernel(const AbqGemmPara
     if (ch >= p.N) continue;
     Part sum = 0;
     for (int s = 0; s < pl.splits; ++s) sum += __ldcg(ws + ((size_t)s * p.M + tok) * p.N + ch);
-    gemv_store<Core>(p, info, sum, tok, ch);
+    gemv_store<Core>(p, &info, sum, tok, ch);
   }
   if (threadIdx.x == 0) p.counters[tile] = 0;  // ready for the next launch on this stream
 }
