@@ -33,8 +33,9 @@ class SmoothingConfig(ComponentConfig):
     alpha: float = 0.5
     learnable: bool = True
     param: str = "log"  # log: s = exp(θ) (relative steps); linear: s = θ, clamped at MIN_SCALE
-    init: str = "auto"  # closed_form | identity (s = 1) | auto: closed form where activations
-    # are quantized, identity for weight-only settings (moving range into weights only hurts)
+    # closed_form | identity (s = 1) | auto: closed form where activations are quantized, identity
+    # for weight-only settings. Measured (abq W3A16, 1 seed): closed form 84.9 ppl, identity 89.8
+    init: str = "closed_form"
     pairs: list[str] = field(default_factory=lambda: ["qkv", "vo", "gate_up", "up_down"])
 
 
