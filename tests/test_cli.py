@@ -22,6 +22,10 @@ BAD = [
     ("model.path", ["model=hf"], 2, "model.path=None: allowed: "),
     ("type", ["quant.w_bits=abc"], None, "quant.w_bits"),
     ("quant option", ["quant=w9a9"], None, "Could not find 'quant/w9a9'"),
+    ("load_from", ["calib=load"], 2, "calib.load_from=None: allowed: the path of a quantized.pt"),
+    ("calib.data", ["calib.data=nope"], 2, "calib.data=nope: allowed: c4, text, wiki"),
+    ("eval.datasets", ["eval.datasets=[wiki,text:/no/such.txt]"], 2,
+     "eval.datasets (such)=['/no/such.txt']: allowed: path (one file)"),
 ]
 
 

@@ -25,7 +25,7 @@ SMOKE = (
     "model=smollm2-2layer",
     "eval.max_windows=2",
     "eval.seqlen=128",
-    "data.max_test_docs=30",
+    "eval.datasets=[{preset: wiki, max_test_docs: 30}]",
     "logger=none",
 )
 
@@ -109,7 +109,11 @@ def test_skip_done_skips_only_an_ok_config(
     first, _ = run(tmp_path, "first", "quant=fp")
     assert first["status"] == "ok"
     again, again_dir = run(tmp_path, "again", "quant=fp", "skip_done=true")
-    assert again == {"config_hash": first["config_hash"], "status": "skipped"}
+    assert again == {
+        "config_hash": first["config_hash"],
+        "status": "skipped",
+        "metrics": first["metrics"],
+    }
     assert not (again_dir / "result.json").exists()
     assert len(list(read_records(tmp_path / "runs.jsonl"))) == 1
     other, _ = run(tmp_path, "other", "quant=fp", "skip_done=true", "eval.seqlen=64")
@@ -166,3 +170,76 @@ def test_nan_weights_end_the_run_as_failed(
     assert record["calibration"] == {"poisoned": True}
     (line,) = read_records(tmp_path / "runs.jsonl")
     assert line["status"] == "failed"
+
+
+def test_each_eval_dataset_is_measured_and_calib_data_reaches_the_calibrator(
+    tmp_path: Path, shared_loader: Callable[..., LoadedModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Any] = []
+
+    def spy(loaded: LoadedModel, quant: Any, calib: Any, data: Any, run_dir: Path) -> dict:
+        seen.append(data)
+        return {}
+
+    with_calibrator(monkeypatch, spy)
+    record, _ = run(
+        tmp_path, "two", "quant=fp", "calib.data={preset: wiki, name: calwiki, test_every: 7}",
+        "eval.datasets=[{preset: wiki, max_test_docs: 30},"
+        "{preset: wiki, name: later, skip_test_docs: 300, max_test_docs: 30}]",
+    )
+    assert record["status"] == "ok", record.get("reason")
+    assert seen[0].name == "calwiki" and seen[0].test_every == 7
+    metrics = record["metrics"]
+    assert {"ppl/wiki", "ppl/later"} <= set(metrics)
+    assert metrics["ppl/wiki"] != metrics["ppl/later"]  # different text
+    assert record["config"]["calib"]["data"]["name"] == "calwiki"
+    assert [d["name"] for d in record["config"]["eval"]["datasets"]] == ["wiki", "later"]
+    assert pipeline.objective_value(smoke_cfg(tmp_path), record) == metrics["ppl/wiki"]
+
+
+def test_objective_is_nan_for_a_failed_run(tmp_path: Path) -> None:
+    cfg = smoke_cfg(tmp_path, "objective=ppl/other")
+    assert pipeline.objective_name(cfg) == "ppl/other"
+    assert math.isnan(pipeline.objective_value(cfg, {"status": "failed", "metrics": {}}))
+    skipped = {"status": "skipped", "metrics": {"ppl/other": 3.0}}
+    assert pipeline.objective_value(cfg, skipped) == 3.0
+
+
+def test_rtn_saves_the_model_when_asked_and_load_reproduces_it(
+    tmp_path: Path, shared_loader: Callable[..., LoadedModel]
+) -> None:
+    saved, run_dir = run(tmp_path, "rtn", "quant=w4a8", "calib.save_model=true")
+    assert saved["status"] == "ok", saved.get("reason")
+    path = run_dir / "quantized.pt"
+    assert path.is_file()
+    loaded, _ = run(tmp_path, "load", "quant=w4a8", "calib=load", f"calib.load_from={path}")
+    assert loaded["status"] == "ok", loaded.get("reason")
+    assert loaded["metrics"]["ppl/wiki"] == pytest.approx(saved["metrics"]["ppl/wiki"], rel=1e-5)
+
+
+def test_diagnostics_and_size_are_recorded(
+    tmp_path: Path, shared_loader: Callable[..., LoadedModel], smollm2_2layer: LoadedModel
+) -> None:
+    fp, _ = run(tmp_path, "fp", "quant=fp", "diagnostics.tokens=12")
+    w4, _ = run(tmp_path, "w4", "quant=w4a8", "diagnostics.tokens=12", "diagnostics.head=2")
+    diag = w4["diagnostics"]
+    assert (diag["block"], diag["head"], diag["tokens"]) == (1, 2, 12)
+    hidden = smollm2_2layer.model.config.hidden_size
+    for kind in ("float", "quant"):
+        attention = torch.tensor(diag[kind]["attention"])
+        assert attention.shape == (12, 12)
+        assert torch.allclose(attention.sum(-1), torch.ones(12), atol=2e-2)  # 3-digit rounding
+        assert torch.all(attention.triu(1) == 0)  # causal
+        (linear,) = diag["linears"]
+        assert len(diag[kind]["act_absmax"][linear]) == hidden
+        assert len(diag[kind]["weight_absmax"][linear]) == hidden
+    assert diag["float"]["attention"] != diag["quant"]["attention"]
+    assert fp["diagnostics"]["float"]["attention"] == fp["diagnostics"]["quant"]["attention"]
+    linears = [m for b in smollm2_2layer.model.model.layers for m in b.modules()
+               if isinstance(m, torch.nn.Linear)]
+    weights, rows = sum(m.weight.numel() for m in linears), sum(m.out_features for m in linears)
+    saved_bits = (16 - 4) * weights - 32 * rows  # 4-bit codes + a 16-bit scale, zero per row
+    shrink = fp["metrics"]["size/model_mb"] - w4["metrics"]["size/model_mb"]
+    assert shrink == pytest.approx(saved_bits / 8 / 2**20, rel=1e-9)
+    off, _ = run(tmp_path, "off", "quant=fp", "diagnostics.enabled=false")
+    assert "diagnostics" not in off

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+CONF_DIR = Path(os.environ.get("ABQLAB_CONF", Path(__file__).resolve().parents[2] / "conf"))
 
 
 @dataclass
@@ -68,11 +72,13 @@ class CalibConfig:
     save: bool = True  # learned values per block under <run_dir>/calib/
     save_model: bool = False  # integer codes + grids in <run_dir>/quantized.pt
     load_from: str | None = None  # method=load: a quantized.pt to evaluate
+    data: Any = "wiki"  # what calibrates: a conf/data preset name, "text:<file>" or a dict
 
 
 @dataclass
 class DataConfig:
-    """Evaluation / calibration text: ``embedded`` Wikipedia extracts or a ``datasets`` source."""
+    """A text source: ``embedded`` Wikipedia extracts, a ``datasets`` (``hf``) source, or ``text``
+    files (``train_path``/``test_path``, or one ``path`` split deterministically)."""
 
     name: str = "wiki"
     source: str = "embedded"
@@ -83,6 +89,10 @@ class DataConfig:
     text_field: str = "text"
     test_every: int = 10
     max_test_docs: int | None = None
+    skip_test_docs: int = 0  # test text starts after this many documents (a held-out slice)
+    path: str | None = None
+    train_path: str | None = None
+    test_path: str | None = None
 
 
 @dataclass
@@ -90,6 +100,7 @@ class EvalConfig:
     """What to measure: fast perplexity, lm-eval perplexity, zero-shot tasks."""
 
     name: str = "ppl"
+    datasets: list[Any] = field(default_factory=lambda: ["wiki"])  # ppl/<name> for each
     ppl: bool = True
     seqlen: int = 512
     max_windows: int | None = 40
@@ -112,16 +123,33 @@ class LoggerConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Small recordings for figures (about 20 kB per record): one head's attention map, float vs
+    quantized, and per input channel the max |activation| and max |weight| of some linears of
+    the same block, before and after calibration."""
+
+    enabled: bool = True
+    block: int = 1
+    head: int = 0
+    tokens: int = 24
+    linears: list[str] = field(default_factory=list)  # paths in the block; empty: its first linear
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = MISSING
     quant: QuantConfig = MISSING
     calib: CalibConfig = MISSING
-    data: DataConfig = MISSING
     eval: EvalConfig = MISSING
     logger: LoggerConfig = MISSING
+    # read-only alias of the resolved calib.data, for code written before the split
+    data: Any = "${abqlab_data:${calib.data}}"
     seed: int = 0
     results_store: str = "results/runs.jsonl"
     skip_done: bool = False
+    resume: bool = True  # continue a calibration that died without a record (same config hash)
+    objective: str | None = None  # metric a sweeper minimises; None: ppl of eval.datasets[0]
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     experiment: str = "default"
 
 
@@ -129,7 +157,6 @@ GROUPS: dict[str, type] = {
     "model": ModelConfig,
     "quant": QuantConfig,
     "calib": CalibConfig,
-    "data": DataConfig,
     "eval": EvalConfig,
     "logger": LoggerConfig,
 }
@@ -137,6 +164,9 @@ GROUPS: dict[str, type] = {
 
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore; YAML files in conf/ extend ``<group>/schema``."""
+    from abqlab.data.presets import data_alias
+
+    OmegaConf.register_new_resolver("abqlab_data", data_alias, replace=True)
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     for group, schema in GROUPS.items():

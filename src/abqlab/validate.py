@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -143,8 +144,48 @@ def check_run(cfg: DictConfig) -> None:
     check_choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
     if cfg.eval.seqlen < 2:
         raise ConfigError("eval.seqlen", cfg.eval.seqlen, "integers >= 2")
+    check_data(cfg)
+    check_saving(cfg)
     check_groups(cfg, load_config(cfg.model))
     check_eval(cfg)
+
+
+def check_data(cfg: DictConfig) -> None:
+    """``calib.data`` and ``eval.datasets``: known presets or fields, local files present."""
+    from abqlab.data.presets import DataSpecError, resolve_data, resolve_datasets
+    from abqlab.data.sources import SOURCES
+    from abqlab.data.text import text_files
+
+    if "data" in cfg and not OmegaConf.is_interpolation(cfg, "data"):
+        raise ConfigError("data", cfg.data, "calib.data=<name> and eval.datasets=[<name>,...] "
+                          "(data is a read-only alias of calib.data)")
+    for key, spec, resolve in (("calib.data", cfg.calib.data, resolve_data),
+                               ("eval.datasets", cfg.eval.datasets, resolve_datasets)):
+        value = OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec
+        try:
+            found = resolve(spec)
+        except DataSpecError as error:
+            raise ConfigError(key, value, str(error)) from error
+        for data in found if isinstance(found, list) else [found]:
+            check_choice(f"{key} source", data.source, SOURCES)
+            if data.test_every < 2:
+                raise ConfigError(f"{key} test_every", data.test_every, "integers >= 2")
+            missing = [f for f in text_files(data) if not Path(f).expanduser().is_file()]
+            if data.source == "text" and (missing or not text_files(data)):
+                raise ConfigError(f"{key} ({data.name})", missing or None,
+                                  "path (one file) or train_path and test_path: existing files")
+
+
+def check_saving(cfg: DictConfig) -> None:
+    """``calib=load`` needs ``calib.load_from``; ``calib.save_model`` is refused where pointless."""
+    calib = cfg.calib
+    if calib.method == "load":
+        if OmegaConf.is_missing(calib, "load_from") or not calib.load_from:
+            raise ConfigError("calib.load_from", None,
+                              "the path of a quantized.pt saved with calib.save_model=true")
+        if calib.save_model:
+            raise ConfigError("calib.save_model", True,
+                              f"false with calib=load (the model is saved at {calib.load_from})")
 
 
 def check_eval(cfg: DictConfig) -> None:

@@ -54,7 +54,7 @@ def test_articles_truncates_test_docs_and_joins_with_blank_lines() -> None:
 
 
 def test_unknown_source_rejected() -> None:
-    with pytest.raises(ValueError, match="data.source=ftp: allowed: embedded, hf"):
+    with pytest.raises(ValueError, match="data.source=ftp: allowed: embedded, hf, text"):
         sources.articles(DataConfig(source="ftp"), "test")
 
 

@@ -127,3 +127,30 @@ def test_environment_records_versions_device_and_commit() -> None:
     assert package_versions()["abqlab"] is not None
     commit = env["git_commit"]
     assert commit is None or len(commit.removesuffix("+dirty")) == 40
+
+
+def test_append_after_a_torn_line_starts_a_new_line(tmp_path: Path) -> None:
+    store = tmp_path / "runs.jsonl"
+    append_record(store, {"config_hash": "a", "status": "ok"})
+    with open(store, "a", encoding="utf-8") as handle:
+        handle.write('{"config_hash": "torn", "sta')  # a writer died mid-line
+    append_record(store, {"config_hash": "b", "status": "ok"})
+    assert [r["config_hash"] for r in read_records(store)] == ["a", "b"]
+
+
+def test_ok_record_is_the_latest_ok_one(tmp_path: Path) -> None:
+    from abqlab.track.store import ok_record
+
+    store = tmp_path / "runs.jsonl"
+    append_record(store, {"config_hash": "a", "status": "ok", "metrics": {"m": 1}})
+    append_record(store, {"config_hash": "a", "status": "failed"})
+    append_record(store, {"config_hash": "a", "status": "ok", "metrics": {"m": 2}})
+    assert ok_record(store, "a")["metrics"] == {"m": 2}
+    assert ok_record(store, "b") is None
+
+
+def test_hash_ignores_run_bookkeeping_keys() -> None:
+    digest = config_hash(CONFIG)
+    extra = {**CONFIG, "resume": False, "objective": "ppl/c4", "diagnostics": {"enabled": False},
+             "data": {"name": "alias"}}
+    assert config_hash(extra) == digest

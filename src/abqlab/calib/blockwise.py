@@ -19,7 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from abqlab.calib.capture import capture_block_inputs
-from abqlab.calib.checkpoint import CalibCheckpoint, save_quantized
+from abqlab.calib.checkpoint import (
+    CalibCheckpoint,
+    ResumeState,
+    fingerprint,
+    restore_block,
+    save_quantized,
+)
 from abqlab.calib.components import Component, build_component
 from abqlab.calib.context import BlockContext
 from abqlab.calib.stats import input_absmax
@@ -62,10 +68,23 @@ def calibrate_blockwise(
     checkpoint = CalibCheckpoint(run_dir / "calib") if calib.save else None
     blocks = blocks_of(model, arch)
     summary: dict[str, Any] = {"blocks": [], "components": [type(c).__name__ for c in components]}
+    key = fingerprint(asdict(quant), asdict(calib), asdict(data), model.config.to_dict())
+    resume = ResumeState(run_dir / "calib", key) if calib.save else None
+    resumed = resume.finished() if resume is not None else 0
+    if resumed:
+        log.info("resume: blocks 0-%d restored from %s", resumed - 1, resume.directory)
     progress = tqdm(range(len(blocks)), desc="calibrate", unit="block")
     for index in progress:
         start = time.perf_counter()
         block = blocks[index]
+        if index < resumed:  # finished before the run died: restore it, move both streams on
+            x_fp_next = run_block(block, x_fp, kwargs, calib.batch_size)
+            quantize_block(block, arch, quant, f"{arch.blocks}.{index}")
+            saved = resume.load(index)
+            restore_block(block, saved)
+            x_q, x_fp = run_block(block, x_q, kwargs, calib.batch_size), x_fp_next
+            summary["blocks"].append({**saved["summary"], "resumed": True})
+            continue
         fp_block = copy.deepcopy(block) if trainer.needs_fp_block else None
         target_fp = run_block(block, x_fp, kwargs, calib.batch_size)
         target_fpstar = run_block(block, x_q, kwargs, calib.batch_size)
@@ -102,6 +121,8 @@ def calibrate_blockwise(
         summary["blocks"].append({"index": index, "seconds": seconds, **losses})
         if checkpoint is not None:
             checkpoint.add_block(index, {type(c).__name__: c.state() for c in components})
+        if resume is not None:
+            resume.save(index, block, summary["blocks"][-1])
         del fp_block
     freeze_model(model)
     if calib.save_model:

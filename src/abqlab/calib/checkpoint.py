@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +98,72 @@ def load_quantized(model: nn.Module, arch: Any, path: Path) -> dict[str, Any]:
         )
         module.freeze()
     return payload["config"]
+
+
+RESUME_DIR = "resume"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short digest of what a calibration depends on (configs as dicts, the model config)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ResumeState:
+    """``<dir>/resume/block_NNN.pt`` per finished block: its weights and grids after baking, its
+    summary entry and the global RNG state after it, so that a calibration that died continues
+    with the next block and ends exactly as an uninterrupted one would. Files whose
+    ``fingerprint`` differs (another config or model) are ignored."""
+
+    def __init__(self, directory: Path, key: str) -> None:
+        self.directory = directory / RESUME_DIR
+        self.key = key
+
+    def path(self, index: int) -> Path:
+        return self.directory / f"block_{index:03d}.pt"
+
+    def save(self, index: int, block: nn.Module, summary: dict[str, Any]) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in block.state_dict().items()}
+        payload = {
+            "fingerprint": self.key,
+            "index": index,
+            "state": state,
+            "summary": summary,
+            "rng": torch.get_rng_state(),
+        }
+        save_atomic(payload, self.path(index))
+
+    def load(self, index: int) -> dict[str, Any] | None:
+        path = self.path(index)
+        if not path.is_file():
+            return None
+        payload = torch.load(path, weights_only=False)
+        return payload if payload.get("fingerprint") == self.key else None
+
+    def finished(self) -> int:
+        """How many leading blocks (0, 1, ...) have a valid saved state."""
+        count = 0
+        while self.path(count).is_file() and self.load(count) is not None:
+            count += 1
+        return count
+
+
+def restore_block(block: nn.Module, payload: dict[str, Any]) -> None:
+    """Put a finished block's saved weights and grids into the freshly quantized ``block``."""
+    state = payload["state"]
+    for path, module in block.named_modules():
+        device = next(module.parameters(), torch.empty(0)).device
+        for name in [n for n, b in module._buffers.items() if b is None]:  # registered as None
+            key = f"{path}.{name}" if path else name
+            if key in state:  # set at calibration (grids, g_idx, ...): None in a fresh block
+                setattr(module, name, state[key].to(device))
+    block.load_state_dict(state, strict=True)
+    for module in block.modules():
+        if isinstance(module, FakeQuantLinear):
+            module.freeze()
+    torch.set_rng_state(payload["rng"])
+
+
+def clear_resume_state(directory: Path) -> None:
+    """Drop the resume files (large: whole blocks) once the run is recorded ok."""
+    shutil.rmtree(directory / RESUME_DIR, ignore_errors=True)

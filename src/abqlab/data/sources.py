@@ -9,9 +9,10 @@ import torch
 
 from abqlab.config import DataConfig
 from abqlab.data.hf import hf_articles
+from abqlab.data.text import text_articles
 from abqlab.data.wiki import wiki_articles
 
-SOURCES = ("embedded", "hf")
+SOURCES = ("embedded", "hf", "text")
 SEPARATOR = "\n\n"
 
 
@@ -21,8 +22,12 @@ def articles(cfg: DataConfig, split: str) -> tuple[str, ...]:
         docs = wiki_articles(split, cfg.test_every)
     elif cfg.source == "hf":
         docs = hf_articles(cfg, split)
+    elif cfg.source == "text":
+        docs = text_articles(cfg, split)
     else:
         raise ValueError(f"data.source={cfg.source}: allowed: {', '.join(SOURCES)}")
+    if split == "test" and cfg.skip_test_docs:
+        docs = docs[cfg.skip_test_docs :]
     if split == "test" and cfg.max_test_docs:
         docs = docs[: cfg.max_test_docs]
     return docs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,21 @@ def fast_perplexity(loaded: LoadedModel, eval_cfg: EvalConfig, data_cfg: DataCon
 
 
 def evaluate(
-    loaded: LoadedModel, eval_cfg: EvalConfig, data_cfg: DataConfig, work_dir: Path
+    loaded: LoadedModel,
+    eval_cfg: EvalConfig,
+    datasets: DataConfig | Sequence[DataConfig],
+    work_dir: Path,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics (flat keys such as ``ppl/wiki``) and extra info (versions, timings)."""
+    """Metrics (flat keys such as ``ppl/wiki``, ``ppl/c4``: fast perplexity on each dataset) and
+    extra info (versions, timings). lm-eval's text tasks read the first dataset."""
+    datasets = [datasets] if isinstance(datasets, DataConfig) else list(datasets)
+    data_cfg = datasets[0]
     metrics: dict[str, float] = {}
     info: dict[str, Any] = {}
     if eval_cfg.ppl:
         start = time.perf_counter()
-        metrics[f"ppl/{data_cfg.name}"] = fast_perplexity(loaded, eval_cfg, data_cfg)
+        for dataset in datasets:
+            metrics[f"ppl/{dataset.name}"] = fast_perplexity(loaded, eval_cfg, dataset)
         info["ppl_seconds"] = time.perf_counter() - start
     if eval_cfg.tasks or eval_cfg.lm_eval_ppl:
         from abqlab.eval.lmeval import run_lm_eval

@@ -11,14 +11,46 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# Keys that say where and how a run is recorded, not what it computes.
-NON_SEMANTIC = ("logger", "results_store", "skip_done", "experiment")
+# Keys that say where and how a run is recorded, not what it computes (``data``: an alias).
+NON_SEMANTIC = (
+    "logger",
+    "results_store",
+    "skip_done",
+    "experiment",
+    "resume",
+    "objective",
+    "diagnostics",
+    "data",
+)
+# DataConfig fields added after the first stores were recorded, with the value that changes
+# nothing: left at it, they are not hashed (older records keep their keys).
+NEW_DATA_FIELDS = {"path": None, "train_path": None, "test_path": None, "skip_test_docs": 0}
+
+
+def hash_view(config: dict[str, Any]) -> dict[str, Any]:
+    """The semantic part of a resolved config, as hashed.
+
+    A run that calibrates and evaluates on one and the same dataset (``calib.data`` resolved equal
+    to the only entry of ``eval.datasets``) is viewed in the layout from before that split, one
+    top-level ``data``, so that stores recorded earlier keep their keys for ``skip_done``.
+    """
+    view = {k: v for k, v in config.items() if k not in NON_SEMANTIC}
+    calib, evaluation = view.get("calib"), view.get("eval")
+    if not (isinstance(calib, dict) and isinstance(evaluation, dict)):
+        return view
+    data, datasets = calib.get("data"), evaluation.get("datasets")
+    if isinstance(data, dict) and datasets == [data]:
+        view["calib"] = {k: v for k, v in calib.items() if k != "data"}
+        view["eval"] = {k: v for k, v in evaluation.items() if k != "datasets"}
+        view["data"] = {
+            k: v for k, v in data.items() if k not in NEW_DATA_FIELDS or v != NEW_DATA_FIELDS[k]
+        }
+    return view
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Stable 16-hex-digit hash of the semantic part of a resolved config."""
-    semantic = {k: v for k, v in config.items() if k not in NON_SEMANTIC}
-    text = json.dumps(semantic, sort_keys=True, default=str)
+    """Stable 16-hex-digit hash of the semantic part of a resolved config (:func:`hash_view`)."""
+    text = json.dumps(hash_view(config), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -32,12 +64,19 @@ def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
 
 
 def append_record(store: Path, record: dict[str, Any]) -> None:
-    """Append one line under an exclusive lock, in a single write, flushed to disk."""
+    """Append one line under an exclusive lock, in a single write, flushed to disk.
+
+    Should the file end in a torn line (a writer died mid-write), the record starts on a new
+    line, so the torn one cannot swallow it.
+    """
     store.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(store, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(store, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
     finally:
@@ -57,8 +96,15 @@ def read_records(store: Path) -> Iterator[dict[str, Any]]:
                 continue
 
 
+def ok_record(store: Path, digest: str) -> dict[str, Any] | None:
+    """The latest record of this config hash that finished ok, if any."""
+    found = None
+    for record in read_records(store):
+        if record.get("config_hash") == digest and record.get("status") == "ok":
+            found = record
+    return found
+
+
 def has_ok_record(store: Path, digest: str) -> bool:
     """Whether a run with this config hash already finished ok."""
-    return any(
-        r.get("config_hash") == digest and r.get("status") == "ok" for r in read_records(store)
-    )
+    return ok_record(store, digest) is not None
