@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from abqlab.tables.summary import label, latest_by_config
+from abqlab.track.store import config_hash
+
+# Config keys that only choose a random seed: runs differing in these alone repeat one setting.
+SEED_KEYS = (("seed",), ("calib", "seed"))
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,18 @@ class Aggregate:
             return False
         error = math.sqrt(self.std**2 / self.n + other.std**2 / other.n)
         return abs(self.mean - other.mean) > 2 * error
+
+
+def family_key(record: dict[str, Any]) -> str:
+    """The config hash with every seed key removed: equal for runs that differ only in seeds."""
+    config = dict(record.get("config", {}))
+    for path in SEED_KEYS:
+        node = config
+        for part in path[:-1]:
+            node[part] = dict(node.get(part, {}))
+            node = node[part]
+        node.pop(path[-1], None)
+    return config_hash(config)
 
 
 def metric_of(record: dict[str, Any], metric: str) -> float | None:

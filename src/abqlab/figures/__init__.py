@@ -1,0 +1,1 @@
+"""Figures built from results stores only (matplotlib, PNG and PDF; optionally wandb images)."""
