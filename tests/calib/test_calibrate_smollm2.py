@@ -29,9 +29,13 @@ from abqlab.pipeline import typed
 from abqlab.quant.apply import fake_quant_linears, use_abqlab_attention
 
 NSAMPLES, SEQLEN, SEEDS = 4, 64, (1, 2, 3)
-CASES = {  # preset, quant, epochs, required ratio of calibrated to RTN last-block MSE
+# preset, quant, epochs, required ratio of calibrated to RTN last-block MSE. Measured ratios over
+# seeds 1-3: omniquant-w4a4 0.52/0.55/0.41, abq-w4a4 0.56/0.53/0.39, abq-w3a16 0.52/0.60/0.71
+# (at 3 epochs one seed was above RTN: 1.05), gptq-w3a16 0.02-0.03.
+CASES = {
     "omniquant-w4a4": ("omniquant", "w4a4", 2, 0.8),
-    "abq-w3a16": ("abq", "w3a16", 3, 0.95),
+    "abq-w4a4": ("abq", "w4a4", 2, 0.8),
+    "abq-w3a16": ("abq", "w3a16", 6, 0.9),
     "gptq-w3a16": ("gptq", "w3a16", 0, 0.5),
 }
 EXPECTED_COMPONENTS = {
