@@ -49,6 +49,29 @@ class QuantConfig:
     v_bits: int = 16
     kv_sym: bool = False
     skip: list[str] = field(default_factory=list)
+    # number formats (abqlab.quant.formats): int | fp8_e4m3 | fp8_e5m2 | fp6_e3m2 | fp6_e2m3 |
+    # fp4_e2m1 | mxfp8 | mxfp8_e5m2 | mxfp6_e3m2 | mxfp6_e2m3 | mxfp4 | nvfp4. A float format
+    # needs its width in *_bits (w_sym/kv_sym are for int: floats are symmetric); block formats
+    # need *_group = their block (MX 32, NVFP4 16).
+    w_format: str = "int"
+    a_format: str = "int"
+    w_scale_rule: str = "none"  # none | m1 | m2: ZeroQuant-FP power-of-two scale constraints
+    kv_format: str = "int"  # q/k/v (KV cache) format: int or a minifloat
+    kv_granularity: str = "token"  # token: per token and head | head: per head over the window
+
+
+@dataclass
+class LorcConfig:
+    """LoRC (ZeroQuant-V2): after any method, W ≈ Q(W) + U·V with U·V the rank-r SVD of W − Q(W).
+
+    ``ranks`` overrides ``rank`` per layer type, keyed by a name suffix (``down_proj``,
+    ``self_attn.o_proj``); 0 switches a layer off. ``factor_bits``: 8 stores U and V as int8
+    (one scale per rank component), 16 keeps them in float.
+    """
+
+    rank: int = 0
+    ranks: dict[str, int] = field(default_factory=dict)
+    factor_bits: int = 8
 
 
 @dataclass
@@ -72,6 +95,7 @@ class CalibConfig:
     save: bool = True  # learned values per block under <run_dir>/calib/
     save_model: bool = False  # integer codes + grids in <run_dir>/quantized.pt
     load_from: str | None = None  # method=load: a quantized.pt to evaluate
+    lorc: LorcConfig = field(default_factory=LorcConfig)  # low-rank error compensation
     data: Any = "wiki"  # what calibrates: a conf/data preset name, "text:<file>" or a dict
 
 

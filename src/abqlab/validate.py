@@ -13,6 +13,7 @@ from abqlab.calib.curve import SELECTIONS
 from abqlab.calib.losses import LOSSES
 from abqlab.calib.schedule import SCHEDULES
 from abqlab.models.load import DTYPES, SOURCES, load_config
+from abqlab.quant.formats.checks import check_calib_formats, check_quant_formats
 from abqlab.quant.spec import FP_BITS
 
 BITS = (*range(1, 9), FP_BITS)
@@ -48,6 +49,9 @@ def check_quant(cfg: DictConfig) -> None:
         )
     if q.a_bits == 1 and q.a_sym:
         raise ConfigError("quant.a_sym", True, "false at a_bits=1 (no zero level)")
+    problem = check_quant_formats(q)
+    if problem:
+        raise ConfigError(*problem)
 
 
 def input_widths(model_config: Any) -> dict[str, int]:
@@ -104,6 +108,9 @@ def check_calib(cfg: DictConfig) -> None:
         if name not in LOSSES:
             raise ConfigError(f"calib.losses.{name}", calib.losses[name], ", ".join(LOSSES.names()))
     check_weight_components(cfg)
+    problem = check_calib_formats(cfg.quant, calib)
+    if problem:
+        raise ConfigError(*problem)
     if calib.nsamples < 1 or calib.batch_size < 1 or calib.nsamples % calib.batch_size:
         raise ConfigError("calib.batch_size", calib.batch_size,
                           f"a positive divisor of calib.nsamples={calib.nsamples}")

@@ -35,6 +35,8 @@ from abqlab.data.sources import calibration_windows
 from abqlab.models.arch import blocks_of
 from abqlab.models.load import LoadedModel
 from abqlab.quant.apply import freeze_model, quantize_block, use_abqlab_attention
+from abqlab.quant.formats.describe import describe
+from abqlab.quant.lorc import apply_lorc, merge_summaries
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ def calibrate_blockwise(
     checkpoint = CalibCheckpoint(run_dir / "calib") if calib.save else None
     blocks = blocks_of(model, arch)
     summary: dict[str, Any] = {"blocks": [], "components": [type(c).__name__ for c in components]}
+    summary["formats"] = describe(quant)
+    lorc_parts: list[dict[str, Any]] = []
     key = fingerprint(asdict(quant), asdict(calib), asdict(data), model.config.to_dict())
     resume = ResumeState(run_dir / "calib", key) if calib.save else None
     resumed = resume.finished() if resume is not None else 0
@@ -115,6 +119,7 @@ def calibrate_blockwise(
         for linear in ctx.linears().values():
             linear.bake()
             linear.freeze()
+        lorc_parts.append(apply_lorc(ctx.linears().values(), calib.lorc))
         x_q = run_block(block, x_q, kwargs, calib.batch_size)
         x_fp = target_fp
         seconds = time.perf_counter() - start
@@ -124,6 +129,8 @@ def calibrate_blockwise(
         if resume is not None:
             resume.save(index, block, summary["blocks"][-1])
         del fp_block
+    if any(lorc_parts):
+        summary["lorc"] = merge_summaries(lorc_parts)
     freeze_model(model)
     if calib.save_model:
         config = {"quant": asdict(quant), "calib": asdict(calib)}

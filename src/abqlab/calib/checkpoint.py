@@ -74,6 +74,7 @@ def load_quantized(model: nn.Module, arch: Any, path: Path) -> dict[str, Any]:
     """Rebuild a saved quantized model on top of the same float model; returns its config."""
     from abqlab.config import QuantConfig
     from abqlab.quant.apply import fake_quant_linears, quantize_model
+    from abqlab.quant.lorc import load_factors
     from abqlab.quant.quantizer import dequantize_codes
 
     payload = torch.load(path, weights_only=False)
@@ -85,17 +86,20 @@ def load_quantized(model: nn.Module, arch: Any, path: Path) -> dict[str, Any]:
         saved = payload["linears"].get(module.name)
         if saved is None:
             continue
+        fmt = saved.get("w_format", "int")
         weight = dequantize_codes(
-            saved["qweight"], saved["scale"], saved["zero"], saved["group_size"]
+            saved["qweight"], saved["scale"], saved["zero"], saved["group_size"], fmt
         )
         module.weight.data.copy_(weight.to(module.weight))
         if saved["bias"] is not None:
             module.bias.data.copy_(saved["bias"].to(module.bias))
         device = module.weight.device
-        signed_zero = saved["zero"] + module.w_spec.qmin  # exports shift codes by -qmin
+        shift = module.w_spec.qmin if fmt == "int" else 0
+        signed_zero = saved["zero"] + shift  # int exports shift codes by -qmin
         module.set_grid(
             saved["scale"].unsqueeze(-1).to(device), signed_zero.unsqueeze(-1).to(device)
         )
+        load_factors(module, saved.get("lorc"))
         module.freeze()
     return payload["config"]
 

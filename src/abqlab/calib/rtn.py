@@ -7,7 +7,9 @@ from typing import Any
 
 from abqlab.config import CalibConfig, DataConfig, QuantConfig
 from abqlab.models.load import LoadedModel
-from abqlab.quant.apply import freeze_model, quantize_model
+from abqlab.quant.apply import fake_quant_linears, freeze_model, quantize_model
+from abqlab.quant.formats.describe import describe
+from abqlab.quant.lorc import apply_lorc
 
 
 def calibrate_rtn(
@@ -17,8 +19,9 @@ def calibrate_rtn(
     data: DataConfig,
     run_dir: Path,
 ) -> dict[str, Any]:
-    """Replace linears with fake-quant ones and cache their quantized weights."""
-    del calib, data, run_dir
+    """Replace linears with fake-quant ones (plus LoRC if asked) and cache their weights."""
+    del data, run_dir
     quantize_model(loaded.model, loaded.arch, quant)
+    lorc = apply_lorc(fake_quant_linears(loaded.model), calib.lorc)
     freeze_model(loaded.model)
-    return {}
+    return {"formats": describe(quant), **({"lorc": lorc} if lorc else {})}

@@ -10,6 +10,7 @@ from abqlab.config import QuantConfig
 from abqlab.models.arch import ArchSpec, blocks_of, get_module, set_module
 from abqlab.quant.attention import register_attention
 from abqlab.quant.fake_linear import FakeQuantLinear
+from abqlab.quant.formats import get_format
 from abqlab.quant.spec import FP_BITS, PER_CHANNEL, QuantSpec
 
 
@@ -17,20 +18,28 @@ def weight_spec(cfg: QuantConfig) -> QuantSpec | None:
     """The weight quantizer, or None when weights stay in float."""
     if cfg.w_bits == FP_BITS:
         return None
-    return QuantSpec(cfg.w_bits, cfg.w_sym, cfg.w_group, cfg.w_bit_balance, cfg.w_partial_group)
+    sym = cfg.w_sym or get_format(cfg.w_format).is_float
+    return QuantSpec(cfg.w_bits, sym, cfg.w_group, cfg.w_bit_balance, cfg.w_partial_group,
+                     fmt=cfg.w_format, scale_rule=cfg.w_scale_rule)
 
 
 def act_spec(cfg: QuantConfig) -> QuantSpec | None:
     """The dynamic activation quantizer (per token by default), or None."""
     if cfg.a_bits == FP_BITS:
         return None
-    return QuantSpec(cfg.a_bits, cfg.a_sym, cfg.a_group)
+    sym = cfg.a_sym or get_format(cfg.a_format).is_float
+    return QuantSpec(cfg.a_bits, sym, cfg.a_group, fmt=cfg.a_format, activation=True)
 
 
 def qkv_specs(cfg: QuantConfig) -> dict[str, QuantSpec]:
-    """Quantizers for the attention-matmul inputs (per token and head)."""
+    """Quantizers for the attention-matmul inputs (per token and head, or per head)."""
     bits = {"q": cfg.q_bits, "k": cfg.k_bits, "v": cfg.v_bits}
-    return {role: QuantSpec(b, cfg.kv_sym, PER_CHANNEL) for role, b in bits.items() if b != FP_BITS}
+    sym = cfg.kv_sym or get_format(cfg.kv_format).is_float
+    return {
+        role: QuantSpec(b, sym, PER_CHANNEL, fmt=cfg.kv_format, activation=True)
+        for role, b in bits.items()
+        if b != FP_BITS
+    }
 
 
 def is_quantized(cfg: QuantConfig) -> bool:
@@ -49,7 +58,9 @@ def quantize_block(block: nn.Module, arch: ArchSpec, cfg: QuantConfig, prefix: s
         set_module(block, path, FakeQuantLinear(linear, weight_spec(cfg), act_spec(cfg), full_name))
     specs = qkv_specs(cfg)
     if specs:
-        get_module(block, arch.attention).abqlab_qkv = specs
+        attention = get_module(block, arch.attention)
+        attention.abqlab_qkv = specs
+        attention.abqlab_kv_per_head = cfg.kv_granularity == "head"
 
 
 def use_abqlab_attention(model: nn.Module) -> None:

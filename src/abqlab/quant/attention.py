@@ -22,9 +22,16 @@ from abqlab.quant.spec import QuantSpec
 IMPLEMENTATION = "abqlab"
 
 
-def quantize_heads(x: torch.Tensor, spec: QuantSpec | None) -> torch.Tensor:
-    """Fake-quantize [batch, heads, seq, head_dim] per token and head (over head_dim)."""
-    return x if spec is None else fake_quant(x, spec)
+def quantize_heads(
+    x: torch.Tensor, spec: QuantSpec | None, per_head: bool = False
+) -> torch.Tensor:
+    """Fake-quantize [batch, heads, seq, head_dim] per token and head (over head_dim), or with
+    ``per_head`` one grid per head over the whole window (seq × head_dim)."""
+    if spec is None:
+        return x
+    if per_head:
+        return fake_quant(x.flatten(2), spec).view_as(x)
+    return fake_quant(x, spec)
 
 
 def abqlab_attention(
@@ -37,9 +44,10 @@ def abqlab_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Quantize q/k/v as configured, then run eager (when recording maps) or SDPA attention."""
     specs: dict[str, QuantSpec] = getattr(module, "abqlab_qkv", None) or {}
+    per_head = bool(getattr(module, "abqlab_kv_per_head", False))
     query = quantize_heads(query, specs.get("q"))
-    key = quantize_heads(key, specs.get("k"))
-    value = quantize_heads(value, specs.get("v"))
+    key = quantize_heads(key, specs.get("k"), per_head)
+    value = quantize_heads(value, specs.get("v"), per_head)
     record = getattr(module, "abqlab_record", None)
     if record is not None:
         out, probs = eager_attention_forward(module, query, key, value, attention_mask, **kwargs)

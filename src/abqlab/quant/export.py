@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from abqlab.quant.fake_linear import FakeQuantLinear
+from abqlab.quant.lorc import export_factors
 from abqlab.quant.quantizer import quantize_codes
 from abqlab.quant.spec import FP_BITS
 
@@ -15,6 +16,9 @@ def export_linear(module: FakeQuantLinear) -> dict[str, Any]:
     """Codes (uint8, [out, in]), scale and zero ([out, n_groups]) with W = (code - zero) · scale.
 
     Call after calibration is baked: any remaining transforms or clipping are applied first.
+    ``w_format`` names the number format: for a float format the codes are the element's bit
+    patterns and W = value(code) · scale (zero 0; integer kernels must refuse it). ``lorc``:
+    the LoRC factors (quant/lorc.py), or None.
     """
     if module.w_spec is None:
         raise ValueError(f"{module.name}: weights are not quantized; nothing to export")
@@ -39,6 +43,8 @@ def export_linear(module: FakeQuantLinear) -> dict[str, Any]:
         "a_bits": FP_BITS if a_spec is None else a_spec.bits,
         "a_sym": bool(a_spec.sym) if a_spec is not None else False,
         "bias": None if bias is None else bias.detach().float().clone(),
+        "w_format": spec.fmt,
+        "lorc": export_factors(module),
     }
 
 

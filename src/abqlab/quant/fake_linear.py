@@ -47,6 +47,8 @@ class FakeQuantLinear(nn.Module):
         self.register_buffer("w_scale", None)
         self.register_buffer("w_zero", None)
         self.register_buffer("w_g_idx", None)  # group of each input column (GPTQ act-order)
+        self.register_buffer("lorc_u", None)  # LoRC: weight = Q(W) + lorc_u @ lorc_v
+        self.register_buffer("lorc_v", None)
         self.register_buffer("frozen_weight", None, persistent=False)
         self.register_buffer("frozen_bias", None, persistent=False)
         if w_spec is not None and w_spec.group > 0:
@@ -78,10 +80,17 @@ class FakeQuantLinear(nn.Module):
             return weight
         if self.w_g_idx is not None:  # per-column groups: grid [rows, n_groups, 1] by g_idx
             scale, zero = self.w_scale[:, self.w_g_idx, 0], self.w_zero[:, self.w_g_idx, 0]
-            return fake_quant_grouped(weight, self.w_spec, scale, zero)
+            return self.low_rank_added(fake_quant_grouped(weight, self.w_spec, scale, zero))
         grouped = self.grouped(weight)
         scale, zero = self.weight_qparams(grouped)
-        return from_groups(fake_quant_grouped(grouped, self.w_spec, scale, zero), weight.shape)
+        quantized = from_groups(fake_quant_grouped(grouped, self.w_spec, scale, zero), weight.shape)
+        return self.low_rank_added(quantized)
+
+    def low_rank_added(self, quantized: torch.Tensor) -> torch.Tensor:
+        """The quantized weight plus the LoRC correction U·V, when one is set."""
+        if self.lorc_u is None:
+            return quantized
+        return quantized + (self.lorc_u @ self.lorc_v).to(quantized.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.frozen_weight is not None:

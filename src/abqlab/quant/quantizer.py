@@ -1,13 +1,16 @@
-"""Integer fake quantization at any bits: scales, zero points, groups, codes."""
+"""Fake quantization in any registered number format: scales, zero points, groups, codes."""
 
 from __future__ import annotations
 
 import torch
 
+from abqlab.quant.formats import get_format
+from abqlab.quant.formats.integer import EPS
+from abqlab.quant.formats.scale_rules import constrain
 from abqlab.quant.spec import PER_CHANNEL, PER_TENSOR, QuantSpec
-from abqlab.quant.ste import round_ste
 
-EPS = 1e-8
+__all__ = ["EPS", "dequantize_codes", "fake_quant", "fake_quant_grouped", "from_groups",
+           "qparams", "quantize_codes", "to_groups"]
 
 
 def to_groups(x: torch.Tensor, group: int, partial: bool = False) -> torch.Tensor:
@@ -44,24 +47,23 @@ def qparams(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point per group (last dim reduced); ``xmin``/``xmax`` override the range.
 
-    Symmetric: scale = amax / divisor, zero 0. Asymmetric: scale = (max - min) / divisor,
-    zero = round(-min / scale) (rounded with an STE so learnable bounds get gradients).
+    The spec's number format turns the range into a scale (integers: symmetric amax / divisor,
+    asymmetric (max - min) / divisor; floats: amax / largest element; block formats their own
+    rule), ``spec.scale_rule`` may constrain it (ZeroQuant-FP M1/M2), then the zero point follows
+    (integers asymmetric: round(-min / scale), with an STE so learnable bounds get gradients).
     """
     lo = grouped.amin(dim=-1, keepdim=True) if xmin is None else xmin
     hi = grouped.amax(dim=-1, keepdim=True) if xmax is None else xmax
-    if spec.sym:
-        amax = torch.maximum(lo.abs(), hi.abs()).clamp(min=EPS)
-        return amax / spec.scale_divisor, torch.zeros_like(amax)
-    scale = (hi - lo).clamp(min=EPS) / spec.scale_divisor
-    return scale, round_ste(-lo / scale)
+    fmt = get_format(spec.fmt)
+    scale = constrain(fmt.scale(lo, hi, spec), spec.scale_rule)
+    return scale, fmt.zero(lo, scale, spec)
 
 
 def fake_quant_grouped(
     grouped: torch.Tensor, spec: QuantSpec, scale: torch.Tensor, zero: torch.Tensor
 ) -> torch.Tensor:
     """Quantize then dequantize with the given parameters (STE through the rounding)."""
-    q = torch.clamp(round_ste(grouped / scale) + zero, spec.qmin, spec.qmax)
-    return (q - zero) * scale
+    return get_format(spec.fmt).fake(grouped, scale, zero, spec)
 
 
 def fake_quant(
@@ -83,25 +85,29 @@ def quantize_codes(
     xmax: torch.Tensor | None = None,
     grid: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Unsigned integer codes, scale and zero point such that x̂ = (code - zero) · scale.
+    """Unsigned codes, scale and zero point of ``x`` per group.
 
-    Codes lie in [0, levels - 1]; symmetric grids are shifted by -qmin (zero becomes -qmin).
+    Integers: codes in [0, levels - 1] with x̂ = (code - zero) · scale (symmetric grids shifted
+    by -qmin, so zero becomes -qmin). Float formats: the element's bit pattern, zero 0.
     ``grid`` gives a fixed (scale, zero) per group instead of the range.
     Returns codes [rows, cols] (uint8; int16 when levels > 256), scale and zero [rows, n_groups].
     """
     with torch.no_grad():
         grouped = to_groups(x.float(), spec.group, spec.partial_group)
         scale, zero = grid if grid is not None else qparams(grouped, spec, xmin, xmax)
-        q = torch.clamp(torch.round(grouped / scale) + zero, spec.qmin, spec.qmax)
-        dtype = torch.uint8 if spec.levels <= 256 else torch.int16  # 8-bit bit balance: 257
-        codes = from_groups(q - spec.qmin, x.shape).to(dtype).reshape(-1, x.shape[-1])
-        return codes, scale.squeeze(-1), (zero - spec.qmin).squeeze(-1)
+        fmt = get_format(spec.fmt)
+        codes = from_groups(fmt.encode(grouped, scale, zero, spec), x.shape)
+        shift = spec.qmin if not fmt.is_float else 0
+        return codes.reshape(-1, x.shape[-1]), scale.squeeze(-1), (zero - shift).squeeze(-1)
 
 
 def dequantize_codes(
-    codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group_size: int
+    codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group_size: int,
+    fmt: str = "int",
 ) -> torch.Tensor:
     """Inverse of :func:`quantize_codes` for [rows, cols] codes with per-row group parameters."""
     rows, cols = codes.shape
     group_of_column = torch.arange(cols, device=codes.device) // group_size
-    return (codes.float() - zero[:, group_of_column]) * scale[:, group_of_column]
+    return get_format(fmt).dequantize(
+        codes, scale[:, group_of_column], zero[:, group_of_column]
+    )

@@ -60,6 +60,7 @@ class GPTQ(Component):
         result = gptq_quantize(linear.weight, hessian, linear.w_spec, self.cfg)
         delta = result.weight - before
         self.losses[path] = float(((delta @ hessian) * delta).sum() / 2)
+        linear.lorc_reference = before.clone()  # the float weight, for LoRC (quant/lorc.py)
         linear.weight.data.copy_(result.weight.to(linear.weight.dtype))
         linear.set_grid(result.scale.to(linear.weight), result.zero.to(linear.weight),
                         result.g_idx)

@@ -122,6 +122,8 @@ def round_to_grid(
     column: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, spec: QuantSpec
 ) -> torch.Tensor:
     """Nearest grid value of each entry (per-entry scale and zero)."""
+    if spec.fmt != "int":  # float formats round through their own element grid
+        return fake_quant_grouped(column, spec, scale, zero)
     return (torch.clamp(torch.round(column / scale) + zero, spec.qmin, spec.qmax) - zero) * scale
 
 
