@@ -4,6 +4,7 @@
 #     OUT=/path/to/dir bash csrc/gpu_all.sh --preset goals   # fits a 10-minute window
 #     bash csrc/gpu_all.sh --preset full --sanitizer         # everything (tens of minutes)
 #
+# Needs torch (CUDA), transformers (decode step) and pytest; $PYTHON picks the interpreter.
 # Steps: build the extension against the local torch (all cores); GPU tests (exact vs the
 # reference; the quick grid under --preset goals); optional compute-sanitizer memcheck +
 # racecheck; kernel benchmark (experiments/kernels/bench.py --preset P); decode latency, one
@@ -17,7 +18,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-PY="${PYTHON:-python}"
+PY="${PYTHON:-$(command -v python || command -v python3)}"
 PRESET=goals
 SANITIZER=0
 while [ $# -gt 0 ]; do

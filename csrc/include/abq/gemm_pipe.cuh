@@ -229,12 +229,9 @@ __global__ void __launch_bounds__(kPipeThreads, 1) pipe_kernel(const AbqGemmPara
 template <class Core>
 cudaError_t launch_pipe(const AbqGemmParams& p, cudaStream_t s) {
   constexpr int smem = pipe_smem_bytes<Core>();
-  static bool smem_set = false;
-  if (!smem_set) {
-    const cudaError_t e =
-        cudaFuncSetAttribute(pipe_kernel<Core>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (e != cudaSuccess) return e;
-    smem_set = true;
+  static bool done[64] = {};  // per instantiation and device
+  if (!raise_smem_limit(reinterpret_cast<const void*>(pipe_kernel<Core>), smem, done)) {
+    return cudaErrorInvalidValue;
   }
   const DivMagic grp = div_magic(p.groups > 1 ? (uint32_t)(p.group_size / 32) : 0u);
   const dim3 grid((p.N + kPipeBN - 1) / kPipeBN, (p.M + kPipeBM - 1) / kPipeBM);

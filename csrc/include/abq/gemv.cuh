@@ -228,17 +228,28 @@ inline int sm_count() {
   return cached[dev];
 }
 
+// Allow `bytes` of dynamic shared memory for `kernel` on the current device. `done` is the
+// caller's per-kernel flag array (one per device); concurrent first calls only repeat an
+// idempotent attribute set.
+inline bool raise_smem_limit(const void* kernel, int bytes, bool (&done)[64]) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (dev >= 0 && dev < 64 && done[dev]) return true;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) !=
+      cudaSuccess)
+    return false;
+  if (dev >= 0 && dev < 64) done[dev] = true;
+  return true;
+}
+
 template <class Core>
 cudaError_t launch_gemv(const AbqGemmParams& p, cudaStream_t s) {
   GemvPlan pl;
   const int err = gemv_plan<Core>(p, sm_count(), &pl);
   if (err != 0) return cudaErrorInvalidValue;
-  static bool smem_set = false;  // per instantiation; idempotent, so races are harmless
-  if (!smem_set) {
-    const cudaError_t e = cudaFuncSetAttribute(
-        gemv_kernel<Core>, cudaFuncAttributeMaxDynamicSharedMemorySize, kGemvSmemCap);
-    if (e != cudaSuccess) return e;
-    smem_set = true;
+  static bool done[64] = {};  // per instantiation and device
+  if (!raise_smem_limit(reinterpret_cast<const void*>(gemv_kernel<Core>), kGemvSmemCap, done)) {
+    return cudaErrorInvalidValue;
   }
   const dim3 grid((p.N + kGemvTile - 1) / kGemvTile, pl.splits);
   gemv_kernel<Core><<<grid, kGemvThreads, pl.smem_bytes, s>>>(p, pl);
