@@ -49,6 +49,7 @@ class QuantConfig:
     v_bits: int = 16
     kv_sym: bool = False
     skip: list[str] = field(default_factory=list)
+    a_clip: float = 1.0  # activation range per token × a_clip before quantizing (< 1 clips)
     # number formats (abqlab.quant.formats): int | fp8_e4m3 | fp8_e5m2 | fp6_e3m2 | fp6_e2m3 |
     # fp4_e2m1 | mxfp8 | mxfp8_e5m2 | mxfp6_e3m2 | mxfp6_e2m3 | mxfp4 | nvfp4. A float format
     # needs its width in *_bits (w_sym/kv_sym are for int: floats are symmetric); block formats

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from abqlab.calib import METHODS
 from abqlab.calib.components import COMPONENTS, build_component
+from abqlab.calib.components.rotation import smoothing_conflict
 from abqlab.calib.curve import SELECTIONS
 from abqlab.calib.losses import LOSSES
 from abqlab.calib.schedule import SCHEDULES
@@ -49,6 +50,8 @@ def check_quant(cfg: DictConfig) -> None:
         )
     if q.a_bits == 1 and q.a_sym:
         raise ConfigError("quant.a_sym", True, "false at a_bits=1 (no zero level)")
+    if not 0.0 < q.a_clip <= 1.0:
+        raise ConfigError("quant.a_clip", q.a_clip, "a ratio in (0, 1] (1: min/max per token)")
     problem = check_quant_formats(q)
     if problem:
         raise ConfigError(*problem)
@@ -108,6 +111,9 @@ def check_calib(cfg: DictConfig) -> None:
         if name not in LOSSES:
             raise ConfigError(f"calib.losses.{name}", calib.losses[name], ", ".join(LOSSES.names()))
     check_weight_components(cfg)
+    conflict = smoothing_conflict(dict(calib.components))
+    if conflict:
+        raise ConfigError(*conflict)
     problem = check_calib_formats(cfg.quant, calib)
     if problem:
         raise ConfigError(*problem)

@@ -30,6 +30,8 @@ EXPECTED = {  # method, components in run order, loss weights
     "gptq": ("blockwise", ["GPTQ"], {}),
     "awq": ("blockwise", ["AWQ"], {}),
     "awq_gptq": ("blockwise", ["AWQ", "GPTQ"], {}),
+    "quarot": ("blockwise", ["Rotation", "GPTQ"], {}),
+    "spinquant": ("blockwise", ["Rotation", "GPTQ"], {"mse_fp": 1.0, "mse_fpstar": 1.0}),
     "load": ("load", [], {}),
 }
 Composer = Callable[..., Any]
@@ -126,7 +128,7 @@ def test_ablations_take_effect(composer: Composer) -> None:
     [
         "calib.components.compensation.rank=0",
         "+calib.components.clipping.bogus=1",
-        "+calib.components.rotation={}",
+        "+calib.components.rotations={}",
         "+calib.losses.mse=1",
     ],
 )

@@ -27,6 +27,7 @@ from abqlab.calib.checkpoint import (
     save_quantized,
 )
 from abqlab.calib.components import Component, build_component
+from abqlab.calib.components.rotation import prepare_rotation
 from abqlab.calib.context import BlockContext
 from abqlab.calib.stats import input_absmax
 from abqlab.calib.train import BlockTrainer, run_block
@@ -60,6 +61,7 @@ def calibrate_blockwise(
     torch.manual_seed(calib.seed)
     model, arch, device = loaded.model, loaded.arch, loaded.device
     use_abqlab_attention(model)
+    rotation = prepare_rotation(loaded, calib)  # model-level step before capture (rotation)
     windows = calibration_windows(
         loaded.tokenizer, data, calib.nsamples, calib.seqlen, calib.seed, loaded.add_bos
     )
@@ -70,6 +72,7 @@ def calibrate_blockwise(
     checkpoint = CalibCheckpoint(run_dir / "calib") if calib.save else None
     blocks = blocks_of(model, arch)
     summary: dict[str, Any] = {"blocks": [], "components": [type(c).__name__ for c in components]}
+    summary.update(rotation)
     summary["formats"] = describe(quant)
     lorc_parts: list[dict[str, Any]] = []
     key = fingerprint(asdict(quant), asdict(calib), asdict(data), model.config.to_dict())

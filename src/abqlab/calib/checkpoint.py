@@ -64,8 +64,9 @@ def save_quantized(model: nn.Module, path: Path, config: dict[str, Any]) -> None
     payload = {
         "format": FORMAT_VERSION,
         "config": config,
-        "linears": export_model(model),
+        "linears": export_model(model, strict=False),  # online rotations: "rotation" below
         "norms": float_tensors_outside_linears(model),
+        "rotation": getattr(model, "abqlab_rotation", None),  # the seeded plan, re-applied
     }
     save_atomic(payload, path)
 
@@ -80,6 +81,10 @@ def load_quantized(model: nn.Module, arch: Any, path: Path) -> dict[str, Any]:
     payload = torch.load(path, weights_only=False)
     if payload.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: unknown quantized-model format {payload.get('format')}")
+    if payload.get("rotation"):  # the offline rotation is seeded: re-derive it on the float model
+        from abqlab.rotation.transform import RotationPlan, rotate_model
+
+        rotate_model(model, arch, RotationPlan(**payload["rotation"]))
     quantize_model(model, arch, QuantConfig(**payload["config"]["quant"]))
     model.load_state_dict(payload["norms"], strict=False)
     for module in fake_quant_linears(model):

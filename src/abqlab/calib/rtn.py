@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from abqlab.calib.components.rotation import prepare_rotation
 from abqlab.config import CalibConfig, DataConfig, QuantConfig
 from abqlab.models.load import LoadedModel
 from abqlab.quant.apply import fake_quant_linears, freeze_model, quantize_model
@@ -21,7 +22,8 @@ def calibrate_rtn(
 ) -> dict[str, Any]:
     """Replace linears with fake-quant ones (plus LoRC if asked) and cache their weights."""
     del data, run_dir
+    rotation = prepare_rotation(loaded, calib)  # model-level step before quantizing
     quantize_model(loaded.model, loaded.arch, quant)
     lorc = apply_lorc(fake_quant_linears(loaded.model), calib.lorc)
     freeze_model(loaded.model)
-    return {"formats": describe(quant), **({"lorc": lorc} if lorc else {})}
+    return {**rotation, "formats": describe(quant), **({"lorc": lorc} if lorc else {})}

@@ -46,6 +46,15 @@ class ArchSpec:
     )
     smooth_pairs: tuple[SmoothPair, ...] = field(default_factory=tuple)
     down_proj: str = "mlp.down_proj"
+    # residual-stream rotation (abqlab.rotation): each RMSNorm and the linears reading its output,
+    # the linears writing into the residual stream, the value and output projections of attention
+    norm_readers: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+        ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
+    )
+    residual_writers: tuple[str, ...] = ("self_attn.o_proj", "mlp.down_proj")
+    v_proj: str = "self_attn.v_proj"
+    o_proj: str = "self_attn.o_proj"
 
 
 LLAMA_PAIRS = (

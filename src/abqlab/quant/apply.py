@@ -55,7 +55,9 @@ def quantize_block(block: nn.Module, arch: ArchSpec, cfg: QuantConfig, prefix: s
         linear = get_module(block, path)
         if isinstance(linear, FakeQuantLinear):
             continue
-        set_module(block, path, FakeQuantLinear(linear, weight_spec(cfg), act_spec(cfg), full_name))
+        module = FakeQuantLinear(linear, weight_spec(cfg), act_spec(cfg), full_name)
+        module.a_clip = cfg.a_clip
+        set_module(block, path, module)
     specs = qkv_specs(cfg)
     if specs:
         attention = get_module(block, arch.attention)

@@ -43,6 +43,9 @@ def abqlab_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Quantize q/k/v as configured, then run eager (when recording maps) or SDPA attention."""
+    rotation = getattr(module, "abqlab_qk_rotation", None)
+    if rotation is not None:  # online rotation of q and k per head (abqlab.rotation): q·kᵀ kept
+        query, key = rotation(query), rotation(key)
     specs: dict[str, QuantSpec] = getattr(module, "abqlab_qkv", None) or {}
     per_head = bool(getattr(module, "abqlab_kv_per_head", False))
     query = quantize_heads(query, specs.get("q"))

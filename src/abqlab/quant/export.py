@@ -12,7 +12,7 @@ from abqlab.quant.quantizer import quantize_codes
 from abqlab.quant.spec import FP_BITS
 
 
-def export_linear(module: FakeQuantLinear) -> dict[str, Any]:
+def export_linear(module: FakeQuantLinear, strict: bool = True) -> dict[str, Any]:
     """Codes (uint8, [out, in]), scale and zero ([out, n_groups]) with W = (code - zero) · scale.
 
     Call after calibration is baked: any remaining transforms or clipping are applied first.
@@ -22,6 +22,12 @@ def export_linear(module: FakeQuantLinear) -> dict[str, Any]:
     """
     if module.w_spec is None:
         raise ValueError(f"{module.name}: weights are not quantized; nothing to export")
+    if strict and getattr(module, "input_transform", None) is not None:
+        raise ValueError(f"{module.name}: its input is rotated online (abqlab.rotation), which "
+                         "the kernels do not do; export refused")
+    if strict and module.a_clip < 1.0:
+        raise ValueError(f"{module.name}: activation clip ratio {module.a_clip} < 1, which the "
+                         "kernels do not apply; export refused")
     if module.w_g_idx is not None:
         raise ValueError(f"{module.name}: act-order g_idx groups cannot be exported (use gptq "
                          "groups=static, the same grids in column order)")
@@ -48,10 +54,11 @@ def export_linear(module: FakeQuantLinear) -> dict[str, Any]:
     }
 
 
-def export_model(model: torch.nn.Module) -> dict[str, dict[str, Any]]:
-    """Every quantized linear's export, keyed by its module name."""
+def export_model(model: torch.nn.Module, strict: bool = True) -> dict[str, dict[str, Any]]:
+    """Every quantized linear's export, keyed by its module name. ``strict``: refuse layers the
+    kernels cannot run as exported (an online input rotation, an activation clip ratio)."""
     return {
-        module.name: export_linear(module)
+        module.name: export_linear(module, strict)
         for module in model.modules()
         if isinstance(module, FakeQuantLinear) and module.w_spec is not None
     }

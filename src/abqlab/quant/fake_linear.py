@@ -16,6 +16,21 @@ WeightTransform = Callable[[torch.Tensor, torch.Tensor | None], WeightBias]
 ClipFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def apply_input_transform(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: the input becomes ``module.input_transform(x)`` before the forward and
+    before any forward hook sees it (GPTQ Hessians and statistics observe the transformed x)."""
+    return (module.input_transform(args[0]), *args[1:])
+
+
+def set_input_transform(module: nn.Module, transform: nn.Module) -> None:
+    """Transform ``module``'s input at run time (an online rotation, abqlab.rotation); a
+    ``FakeQuantLinear`` built from ``module`` keeps it."""
+    if getattr(module, "input_transform", None) is not None:
+        raise ValueError(f"{type(module).__name__} already has an input transform")
+    module.input_transform = transform
+    module.register_forward_pre_hook(apply_input_transform)
+
+
 class FakeQuantLinear(nn.Module):
     """Drop-in replacement for ``nn.Linear`` with weight and per-token activation quantization.
 
@@ -44,6 +59,9 @@ class FakeQuantLinear(nn.Module):
         self.weight_transforms: list[WeightTransform] = []
         self.clip: ClipFn | None = None
         self.quant_enabled = True
+        self.a_clip = 1.0  # per-token activation range × a_clip (< 1 clips outliers)
+        if getattr(linear, "input_transform", None) is not None:
+            set_input_transform(self, linear.input_transform)
         self.register_buffer("w_scale", None)
         self.register_buffer("w_zero", None)
         self.register_buffer("w_g_idx", None)  # group of each input column (GPTQ act-order)
@@ -99,8 +117,17 @@ class FakeQuantLinear(nn.Module):
             weight, bias = self.transformed()
             weight = self.quantized_weight(weight)
         if self.a_spec is not None and self.quant_enabled:
-            x = fake_quant(x, self.a_spec)
+            x = fake_quant(x, self.a_spec, *self.act_range(x))
         return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+    def act_range(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The activation range per group, shrunk by ``a_clip``; (None, None): min/max."""
+        if self.a_clip >= 1.0:
+            return None, None
+        assert self.a_spec is not None
+        grouped = to_groups(x, self.a_spec.group, self.a_spec.partial_group)
+        lo, hi = grouped.amin(dim=-1, keepdim=True), grouped.amax(dim=-1, keepdim=True)
+        return lo * self.a_clip, hi * self.a_clip
 
     @torch.no_grad()
     def bake(self) -> None:

@@ -50,6 +50,7 @@ COMPONENTS.register("clipping", "abqlab.calib.components.clipping:Clipping")
 COMPONENTS.register("compensation", "abqlab.calib.components.compensation:Compensation")
 COMPONENTS.register("gptq", "abqlab.calib.components.gptq:GPTQ")
 COMPONENTS.register("awq", "abqlab.calib.components.awq:AWQ")
+COMPONENTS.register("rotation", "abqlab.calib.components.rotation:Rotation")
 
 
 def build_component(name: str, settings: dict[str, Any] | None) -> Component:

@@ -1,0 +1,84 @@
+"""Rotation through the real pipeline on the 2-layer SmolLM2: presets, save → load, composition."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import abqlab.pipeline as pipeline
+from abqlab.calib.checkpoint import CalibCheckpoint
+from abqlab.models.load import LoadedModel
+from abqlab.rotation.online import OnlineRotation
+from abqlab.validate import ConfigError, check_run
+
+TINY = ("calib.nsamples=2", "calib.seqlen=32")
+
+
+def spy_on_models(monkeypatch: pytest.MonkeyPatch) -> list[LoadedModel]:
+    seen: list[LoadedModel] = []
+    original = pipeline.evaluate
+
+    def evaluate(loaded: LoadedModel, *args: Any, **kwargs: Any) -> Any:
+        seen.append(loaded)
+        return original(loaded, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "evaluate", evaluate)
+    return seen
+
+
+def test_quarot_save_then_load(
+    run_pipeline: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = spy_on_models(monkeypatch)
+    first = run_pipeline("quant=w4a4", "calib=quarot", "calib.save_model=true", *TINY, name="q")
+    assert first["status"] == "ok", first.get("reason")
+    rotation = first["calibration"]["rotation"]
+    assert rotation["untied_head"] is True
+    assert rotation["online_down"] == "n=1536, factor=12, inner=H128"
+    saved = first["_run_dir"] / "quantized.pt"
+    second = run_pipeline("quant=w4a4", "calib=load", f"calib.load_from={saved}", name="load")
+    assert second["status"] == "ok", second.get("reason")
+    assert math.isfinite(first["metrics"]["ppl/wiki"])
+    assert second["metrics"]["ppl/wiki"] == pytest.approx(first["metrics"]["ppl/wiki"], rel=1e-5)
+    loaded = seen[1].model
+    assert isinstance(loaded.model.layers[1].mlp.down_proj.input_transform, OnlineRotation)
+    assert loaded.lm_head.weight is not loaded.model.embed_tokens.weight
+    ids = torch.randint(0, 1000, (1, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, actual = seen[0].model(ids).logits, loaded(ids).logits
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+
+
+def test_abq_with_rotation_runs(run_pipeline: Callable[..., dict[str, Any]]) -> None:
+    record = run_pipeline(
+        "quant=w4a4", "calib=abq", "calib.epochs=1", *TINY,
+        "+calib.components.rotation.enabled=true",
+        "++calib.components.smoothing.pairs=[qkv,vo,gate_up]",
+    )
+    assert record["status"] == "ok", record.get("reason")
+    assert record["calibration"]["components"] == [
+        "Rotation", "Smoothing", "Compensation", "Clipping"
+    ]
+
+
+def test_spinquant_learns_a_head_rotation_per_block(
+    run_pipeline: Callable[..., dict[str, Any]],
+) -> None:
+    record = run_pipeline("quant=w4a4", "calib=spinquant", "calib.epochs=1", *TINY)
+    assert record["status"] == "ok", record.get("reason")
+    blocks = CalibCheckpoint(Path(record["_run_dir"]) / "calib").load()
+    for state in blocks.values():
+        r = state["Rotation"]["heads"].double()
+        assert torch.allclose(r @ r.T, torch.eye(64, dtype=r.dtype), atol=1e-5)
+
+
+def test_abq_with_rotation_needs_the_pairs_override(composer: Callable[..., Any]) -> None:
+    cfg = composer("model=smollm2-2layer", "logger=none", "quant=w4a4", "calib=abq",
+                   "+calib.components.rotation.enabled=true")
+    with pytest.raises(ConfigError, match="up_down"):
+        check_run(cfg)
