@@ -124,3 +124,17 @@ def test_attention_kl_averages_heads_before_the_kl_and_layers_after() -> None:
 def test_attention_kl_requires_maps(target: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="attention"):
         attention_kl(LossInputs(target, target, target))
+
+
+def test_token_normalised_mse_weighs_tokens_by_their_relative_error() -> None:
+    from abqlab.calib.losses.token_mse import nmse_fp, nmse_fpstar, token_normalised_mse
+
+    target = torch.tensor([[[1.0, 0.0], [1000.0, 0.0]]])  # one massive token
+    output = torch.tensor([[[1.1, 0.0], [1100.0, 0.0]]])  # both 10% off
+    assert token_normalised_mse(output, target).item() == pytest.approx(0.01, rel=1e-4)
+    plain = torch.nn.functional.mse_loss(output, target).item()
+    assert plain > 1000  # plain MSE: the massive token is everything
+    inputs = LossInputs(output, target, 2 * target)
+    assert nmse_fp(inputs).item() == pytest.approx(0.01, rel=1e-4)
+    assert nmse_fpstar(inputs).item() == pytest.approx((0.45**2 + 0.45**2) / 2, rel=1e-4)
+    assert LOSSES.get("nmse_fp") is nmse_fp and LOSSES.get("nmse_fpstar") is nmse_fpstar
