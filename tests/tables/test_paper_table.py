@@ -54,7 +54,8 @@ def test_families_sharing_a_cell_are_picked_and_flagged() -> None:
     assert cells("latest") == (120.0, 40.0, 1)
     # best by the first metric, and that same run in every column (no per-column cherry-picking)
     assert cells("best") == (100.0, 50.0, 1)
-    assert "†" in markdown(build_table(rows), "t")
+    assert "the row shows the most recent one" in markdown(build_table(rows), "t")
+    assert "the row shows the one with the best Wiki" in markdown(build_table(rows, pick="best"), "t")
 
 
 def test_markdown_cells() -> None:

@@ -63,6 +63,7 @@ class Table:
     metrics: list[str]
     cells: dict[tuple[str, str, str], Cell] = field(default_factory=dict)
     runs: int = 0
+    pick: str = "latest"
 
     @property
     def columns(self) -> list[tuple[str, str]]:
@@ -122,7 +123,7 @@ def build_table(
     settings = sorted(quants, key=lambda s: setting_order(quants[s]))
     row_names = list(dict.fromkeys(row_label(r, rows) for r in ok))
     row_names.sort(key=lambda name: name != "FP")
-    table = Table(row_names, settings, metrics, runs=len(ok))
+    table = Table(row_names, settings, metrics, runs=len(ok), pick=pick)
     position = {id(r): i for i, r in enumerate(ok)}
     families: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
     for record in ok:

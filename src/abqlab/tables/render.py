@@ -56,8 +56,10 @@ def notes(table: Table, published: bool = False) -> list[str]:
     if any(cell.best for cell in table.cells.values()):
         lines.append("bold: best per column (lowest perplexity, highest accuracy)")
     if any(cell.hidden for cell in table.cells.values()):
+        shown = (f"the one with the best {metric_label(table.metrics[0])}" if table.pick == "best"
+                 else "the most recent one")
         lines.append("†: other configurations with the same method and setting exist in the "
-                     "store; the cell shows one (--pick)")
+                     f"store; the row shows {shown} in every column")
     return lines
 
 
