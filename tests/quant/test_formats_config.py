@@ -70,6 +70,8 @@ def test_format_presets_validate_with_gptq_and_lorc(preset: str) -> None:
          "calib.lorc.rank=8: allowed: 0 when weights stay in float (w_bits=16)"),
         (["calib.lorc.factor_bits=4", "calib.lorc.rank=8"],
          "calib.lorc.factor_bits=4: allowed: 8 or 16"),
+        (["calib=load", "calib.load_from=x.pt", "calib.lorc.rank=8"],
+         "calib.lorc.rank=8: allowed: 0 with calib=load"),
     ],
 )
 def test_bad_format_settings_fail_before_loading(overrides: list[str], expected: str) -> None:

@@ -118,4 +118,7 @@ def check_calib_formats(q: Any, calib: Any) -> tuple[str, Any, str] | None:
             return "calib.lorc.factor_bits", lorc.factor_bits, "8 or 16 (float factors)"
         if wanted and q.w_bits == FP_BITS:
             return "calib.lorc.rank", lorc.rank, "0 when weights stay in float (w_bits=16)"
+        if wanted and calib.method == "load":
+            return ("calib.lorc.rank", lorc.rank,
+                    "0 with calib=load: a saved model carries its own LoRC factors")
     return None

@@ -8,9 +8,10 @@ is a power of two (or a power of two times one real scale per row) the cast is a
   make each group's ratio to it a power of two: Ŝ_g = S_max · 2^⌈log₂(S_g / S_max)⌉.
 
 Both round up (⌈·⌉), so Ŝ ≥ S and no element is clipped; the cost is a coarser grid for the
-group. The paper's notation rounds up as well; the text was not at hand when this was written,
-so the definitions above are the paper's as summarised by the issue (13) and its abstract —
-check against §4 of the paper before quoting them as its exact equations.
+group (Ŝ < 2S). Provenance: the definitions are written from the paper as recalled and from
+issue 13's summary ("M1: group scales rounded to powers of two; M2: a real per-row scale times
+power-of-two per-group ratios"); the paper's text could not be fetched here, so check the
+rounding direction against it before quoting these as its exact equations.
 Scales are [rows, n_groups, 1]; the forward value is exact (frexp, no log rounding) and the
 gradient is the unconstrained scale's (for learnable clipping).
 """
