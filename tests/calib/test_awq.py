@@ -11,7 +11,7 @@ import torch
 from calib_util import block_case, randomize_norms, tiny_llama
 
 from abqlab.calib.components.awq import AWQ, AWQConfig, clipped_grid, output_error
-from abqlab.calib.components.gptq import quant_disabled
+from abqlab.calib.components.gptq import GPTQ, GPTQConfig, quant_disabled
 from abqlab.config import QuantConfig
 from abqlab.quant.quantizer import fake_quant, fake_quant_grouped, qparams, to_groups
 from abqlab.quant.spec import QuantSpec
@@ -104,6 +104,25 @@ def test_awq_with_clipping_beats_rtn_on_the_block() -> None:
             AWQ(AWQConfig(clip=True)).bake(ctx)
         errors[clip] = torch.mean((case.run() - reference) ** 2).item()
     assert errors[True] < 0.9 * errors[None], errors
+
+
+@pytest.mark.parametrize("granularity", ["g16", "g48-partial"])
+def test_awq_then_gptq_composes_and_beats_rtn_on_the_block(granularity: str) -> None:
+    """calib=awq_gptq's order: AWQ folds its scales (no clipping), then GPTQ picks its grid."""
+    errors = {}
+    for method in ("rtn", "awq_gptq"):
+        case, ctx, reference = awq_case(*GROUPS[granularity], seed=2)
+        for linear in ctx.linears().values():
+            linear.bake()
+        if method == "awq_gptq":
+            awq = AWQ(AWQConfig(clip=False))
+            awq.bake(ctx)
+            assert any((s - 1).abs().max() > 1e-3 for s in awq.state()["scales"].values())
+            gptq = GPTQ(GPTQConfig())
+            gptq.bake(ctx)
+            assert set(gptq.state()) == set(ctx.linears())
+        errors[method] = torch.mean((case.run() - reference) ** 2).item()
+    assert errors["awq_gptq"] < 0.9 * errors["rtn"], errors
 
 
 @pytest.mark.parametrize(

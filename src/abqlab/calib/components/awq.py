@@ -35,7 +35,9 @@ PAIRS = ("qkv", "vo", "gate_up", "up_down")
 
 @dataclass
 class AWQConfig(ComponentConfig):
-    """AWQ settings; defaults chosen by measurement (experiments/peers/README.md)."""
+    """AWQ settings; defaults are AutoAWQ's (20-point α grid, duo scaling, clipping search with
+    shrink up to 0.5, q/k not clipped), not yet measured on the full model
+    (experiments/peers/README.md, *Not measured*)."""
 
     n_grid: int = 20
     duo: bool = True
