@@ -82,3 +82,46 @@ def test_abq_with_rotation_needs_the_pairs_override(composer: Callable[..., Any]
                    "+calib.components.rotation.enabled=true")
     with pytest.raises(ConfigError, match="up_down"):
         check_run(cfg)
+
+
+@pytest.mark.parametrize(
+    "preset, extra",
+    [
+        ("rtn", ()),
+        ("smoothquant", ()),  # its pairs (qkv, gate_up) do not cross an online rotation
+        ("gptq", ()),
+        ("omniquant", ("calib.epochs=1", "++calib.components.smoothing.pairs=[qkv,vo,gate_up]")),
+    ],
+)
+def test_rotation_composes_with_every_preset(
+    run_pipeline: Callable[..., dict[str, Any]], preset: str, extra: tuple[str, ...]
+) -> None:
+    """One override puts the rotation under any method (abq and quarot: tests above)."""
+    record = run_pipeline(
+        "quant=w4a4", f"calib={preset}", *TINY, *extra, "+calib.components.rotation.enabled=true"
+    )
+    assert record["status"] == "ok", record.get("reason")
+    rotation = record["calibration"]["rotation"]
+    assert rotation["untied_head"] is True
+    assert rotation["residual"] == "n=576, factor=36, inner=H16"
+    assert rotation["online_down"] == "n=1536, factor=12, inner=H128"
+    assert math.isfinite(record["metrics"]["ppl/wiki"])
+    if preset != "rtn":
+        assert record["calibration"]["components"][0] == "Rotation"
+
+
+def test_rotation_with_a_quantized_kv_cache(
+    run_pipeline: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The online q/k rotation (R3) sits before the K-cache quantizer; V heads rotate offline."""
+    seen = spy_on_models(monkeypatch)
+    record = run_pipeline(
+        "quant=w4a8", "quant.k_bits=4", "quant.v_bits=4", "calib=quarot", *TINY,
+        "+calib.components.rotation.online_qk=true",
+    )
+    assert record["status"] == "ok", record.get("reason")
+    assert record["calibration"]["rotation"]["online_qk"] == "n=64, factor=1, inner=H64"
+    attention = seen[0].model.model.layers[0].self_attn
+    assert isinstance(attention.abqlab_qk_rotation, OnlineRotation)
+    assert set(attention.abqlab_qkv) >= {"k", "v"}
+    assert math.isfinite(record["metrics"]["ppl/wiki"])
