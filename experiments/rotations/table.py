@@ -1,6 +1,7 @@
 """Tables of the rotation experiments (issue 12), built from results stores only.
 
     python experiments/rotations/table.py    # writes experiments/rotations/table.md
+    python experiments/rotations/table.py --also OTHER/runs.jsonl   # + baselines from any store
 
 Reads, in this folder: runs.jsonl (the method × rotation grid of plan.txt), explore.jsonl (W4A4
 variants), zeroshot.jsonl (if any) and hadamard_cost.json (hadamard_cost.py). No-rotation
@@ -12,6 +13,7 @@ quant.a_bits=16`` is W4A16.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from pathlib import Path
@@ -135,16 +137,22 @@ def load(path: Path) -> list[dict[str, Any]]:
     return latest_by_config(path) if path.exists() else []
 
 
-def baselines() -> list[dict[str, Any]]:
+def shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def baselines(also: list[Path]) -> list[dict[str, Any]]:
     """No-rotation rtn / gptq / abq runs of the grid's precisions from other experiments."""
     found = []
-    for store in BASELINE_STORES:
-        for record in load(REPO / store):
+    stores = [REPO / s for s in BASELINE_STORES] + also
+    for store in dict.fromkeys(p.resolve() for p in stores):
+        for record in load(store):
             config = record.get("config", {})
             if (same_eval(record) and ppl(record) is not None and rotation_of(config) is None
                     and config["calib"]["name"] in METHODS and bits(config) in GRID + SPLIT
                     and plain(record)):
-                found.append({**record, "_source": store})
+                found.append({**record, "_source": shown(store)})
     return found
 
 
@@ -236,8 +244,12 @@ def cost_table(record: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--also", type=Path, nargs="*", default=[],
+                        help="more stores to take no-rotation baselines from")
+    args = parser.parse_args()
     runs, explore = load(HERE / "runs.jsonl"), load(HERE / "explore.jsonl")
-    base = baselines()
+    base = baselines(args.also)
     out = ["# Rotations on SmolLM2-135M (issue 12)", "",
            f"Wiki perplexity on the project protocol (40 × 512 held-out windows; float "
            f"{FLOAT_PPL}). Weights per output channel, activations per token, both asymmetric. "
