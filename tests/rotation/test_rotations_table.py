@@ -1,0 +1,77 @@
+"""experiments/rotations/table.py: rows are labelled by the bits actually run (quant=w4a4 with
+a_bits=16 is W4A16, never a W4A4 cell), off-budget or borrowed cells are marked, and baselines
+from other stores count only on the same evaluation protocol."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TABLE = Path(__file__).resolve().parents[2] / "experiments" / "rotations" / "table.py"
+
+
+@pytest.fixture(scope="module")
+def table() -> Any:
+    spec = importlib.util.spec_from_file_location("rotations_table", TABLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(ppl: float, quant: str = "w4a4", w_bits: int = 4, a_bits: int = 4,
+           calib: str = "quarot", rotation: bool = True, nsamples: int = 8, windows: int = 40,
+           **quant_extra: Any) -> dict[str, Any]:
+    components: dict[str, Any] = {"rotation": {"enabled": True, "seed": 0}} if rotation else {}
+    config = {
+        "model": {"name": "smollm2-135m", "num_hidden_layers": None, "dtype": "float32"},
+        "quant": {"name": quant, "w_bits": w_bits, "a_bits": a_bits, "w_group": -1,
+                  "w_bit_balance": quant.startswith("w2bb"), **quant_extra},
+        "calib": {"name": calib, "method": "rtn" if calib == "rtn" else "blockwise",
+                  "nsamples": nsamples, "seqlen": 256, "seed": 2, "epochs": 0,
+                  "components": components},
+        "eval": {"seqlen": 512, "max_windows": windows, "datasets": [{"name": "wiki"}]},
+    }
+    digest = json.dumps(config, sort_keys=True)
+    return {"config": config, "config_hash": digest, "status": "ok",
+            "metrics": {"ppl/wiki": ppl}, "timings": {"calibration_s": 1.0}}
+
+
+def test_bits_label_what_ran(table: Any) -> None:
+    assert table.bits(record(1.0)["config"]) == "W4A4"
+    assert table.bits(record(1.0, a_bits=16)["config"]) == "W4A16"
+    assert table.bits(record(1.0, w_bits=16)["config"]) == "W16A4"
+    assert table.bits(record(1.0, quant="w2bb-a16", w_bits=2, a_bits=16)["config"]) == "W2*A16"
+    assert "overrides" in table.details(record(1.0, a_bits=16)["config"])
+    assert "overrides" not in table.details(record(1.0)["config"])
+
+
+def test_a16_override_never_fills_a_w4a4_cell(table: Any) -> None:
+    lines, _ = table.grid_table([record(18.49, a_bits=16)])
+    w4a4 = next(line for line in lines if line.startswith("| W4A4 |"))
+    w4a16 = next(line for line in lines if line.startswith("| W4A16"))
+    assert "18.49" not in w4a4
+    assert "18.49" in w4a16
+
+
+def test_off_budget_and_clipped_runs(table: Any) -> None:
+    runs = [record(31.27, nsamples=64), record(29.87, a_clip=0.9)]
+    lines, legend = table.grid_table(runs)
+    w4a4 = next(line for line in lines if line.startswith("| W4A4 |"))
+    assert "31.27†" in w4a4 and "29.87" not in w4a4  # a_clip runs are variants, not grid cells
+    assert legend == ["† calibrated on 64×256 (not the table's 8×256)"]
+    lines, legend = table.grid_table([record(31.0, nsamples=64), record(32.0)])
+    assert "32 |" in next(line for line in lines if line.startswith("| W4A4 |")) and not legend
+
+
+def test_baselines_need_the_same_protocol(table: Any, tmp_path: Path) -> None:
+    store = tmp_path / "runs.jsonl"
+    rows = [record(98.48, calib="abq", rotation=False), record(150.0, calib="rtn", windows=20),
+            record(50.0, calib="abq")]
+    store.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    found = table.baselines([store])
+    assert [r["metrics"]["ppl/wiki"] for r in found if r["_source"] == str(store)] == [98.48]
