@@ -32,6 +32,32 @@ class ModelConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """Mixed precision (abqlab.alloc): per-linear weight bits chosen under a size budget.
+
+    Set one of ``avg_bits`` (bits per weight of the quantized linears, scales and zeros included:
+    W4 g64 with 16-bit scale and zero = 4.5) or ``bytes`` (the whole model, float leftovers at 16
+    bits). ``allocator``: knapsack | greedy | learned. ``sensitivity``: fisher (estimated:
+    ½ Σ F·ΔW² with F the diagonal empirical Fisher; one backward per window) | kl (measured: the
+    KL of the next-token distribution to the float one with that one linear at b bits; one
+    model tail per linear and width, about 30 min for SmolLM2 on 2 CPU cores).
+    """
+
+    avg_bits: float | None = None
+    bytes: int | None = None
+    candidates: list[int] = field(default_factory=lambda: [2, 3, 4, 8])
+    allocator: str = "knapsack"
+    sensitivity: str = "fisher"
+    nsamples: int = 8
+    seqlen: int = 128
+    seed: int = 0
+    cache_dir: str | None = "~/.cache/abqlab/sensitivity"  # None: not cached
+    steps: int = 40  # learned allocator: optimisation steps
+    lr: float = 0.1  # learned allocator: Adam lr of the width logits
+    penalty: float = 10.0  # learned allocator: weight of the (size / budget - 1)² term
+
+
+@dataclass
 class QuantConfig:
     """Bits and granularity. 16 bits = left in float. Groups: -1 per channel/token, 0 per tensor."""
 
@@ -59,6 +85,10 @@ class QuantConfig:
     w_scale_rule: str = "none"  # none | m1 | m2: ZeroQuant-FP power-of-two scale constraints
     kv_format: str = "int"  # q/k/v (KV cache) format: int or a minifloat
     kv_granularity: str = "token"  # token: per token and head | head: per head over the window
+    # mixed precision: weight bits per linear by full name (``model.layers.0.mlp.down_proj``),
+    # overriding w_bits; filled by the allocation when ``budget`` is set (abqlab.alloc)
+    layer_bits: dict[str, int] = field(default_factory=dict)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
 
 
 @dataclass

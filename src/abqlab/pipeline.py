@@ -85,7 +85,10 @@ def save_model_if_asked(loaded: Any, quant: QuantConfig, calib: CalibConfig, run
 
 def execute(cfg: DictConfig, run_dir: Path, record: dict[str, Any], logger: RunLogger) -> None:
     """The work of a run; fills ``record`` as it goes."""
-    from abqlab.track.diagnostics import Probe, model_size_mb
+    from abqlab.alloc.checks import budget_set
+    from abqlab.alloc.run import allocate_bits
+    from abqlab.alloc.size import model_size
+    from abqlab.track.diagnostics import Probe
 
     model_cfg, quant_cfg = typed(cfg.model, ModelConfig), typed(cfg.quant, QuantConfig)
     calib_cfg, eval_cfg = typed(cfg.calib, CalibConfig), typed(cfg.eval, EvalConfig)
@@ -98,6 +101,9 @@ def execute(cfg: DictConfig, run_dir: Path, record: dict[str, Any], logger: RunL
     record["environment"] = environment(loaded.device)
     record["timings"]["load_s"] = time.perf_counter() - start
 
+    if budget_set(quant_cfg):  # mixed precision: widths per linear before any method runs
+        quant_cfg, record["allocation"] = allocate_bits(loaded, quant_cfg, calib_data, run_dir)
+        logger.log({f"alloc/{k}": v for k, v in record["allocation"].items() if k != "file"})
     probe = Probe(loaded, diagnostics, eval_data[0]) if diagnostics.enabled else None
     if probe is not None:
         probe.before()
@@ -111,7 +117,8 @@ def execute(cfg: DictConfig, run_dir: Path, record: dict[str, Any], logger: RunL
     start = time.perf_counter()
     metrics, info = evaluate(loaded, eval_cfg, eval_data, run_dir)
     record["timings"]["eval_s"] = time.perf_counter() - start
-    metrics["size/model_mb"] = model_size_mb(loaded.model)
+    metrics.update(model_size(loaded.model))  # size/bytes, size/avg_bits
+    metrics["size/model_mb"] = metrics["size/bytes"] / 2**20
     record["metrics"], record["eval_info"] = metrics, info
     if probe is not None:
         record["diagnostics"] = probe.after()

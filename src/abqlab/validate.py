@@ -159,8 +159,23 @@ def check_run(cfg: DictConfig) -> None:
         raise ConfigError("eval.seqlen", cfg.eval.seqlen, "integers >= 2")
     check_data(cfg)
     check_saving(cfg)
-    check_groups(cfg, load_config(cfg.model))
+    model_config = load_config(cfg.model)
+    check_groups(cfg, model_config)
+    check_mixed_precision(cfg, model_config)
     check_eval(cfg)
+
+
+def check_mixed_precision(cfg: DictConfig, model_config: Any) -> None:
+    """``quant.budget`` (settings, feasibility from the layer shapes) and ``quant.layer_bits``."""
+    from abqlab.alloc.checks import budget_set, check_allocation
+    from abqlab.models.arch import arch_for
+
+    if not cfg.quant.get("layer_bits") and not budget_set(cfg.quant):
+        return
+    blocks = arch_for(model_config.model_type).blocks
+    problem = check_allocation(cfg.quant, cfg.calib, model_config, blocks)
+    if problem:
+        raise ConfigError(*problem)
 
 
 def check_data(cfg: DictConfig) -> None:

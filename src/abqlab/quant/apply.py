@@ -14,12 +14,14 @@ from abqlab.quant.formats import get_format
 from abqlab.quant.spec import FP_BITS, PER_CHANNEL, QuantSpec
 
 
-def weight_spec(cfg: QuantConfig) -> QuantSpec | None:
-    """The weight quantizer, or None when weights stay in float."""
-    if cfg.w_bits == FP_BITS:
+def weight_spec(cfg: QuantConfig, name: str = "") -> QuantSpec | None:
+    """The weight quantizer of linear ``name`` (``cfg.layer_bits`` overrides ``w_bits``), or None
+    when weights stay in float."""
+    bits = (getattr(cfg, "layer_bits", None) or {}).get(name, cfg.w_bits)
+    if bits == FP_BITS:
         return None
     sym = cfg.w_sym or get_format(cfg.w_format).is_float
-    return QuantSpec(cfg.w_bits, sym, cfg.w_group, cfg.w_bit_balance, cfg.w_partial_group,
+    return QuantSpec(bits, sym, cfg.w_group, cfg.w_bit_balance, cfg.w_partial_group,
                      fmt=cfg.w_format, scale_rule=cfg.w_scale_rule)
 
 
@@ -55,7 +57,7 @@ def quantize_block(block: nn.Module, arch: ArchSpec, cfg: QuantConfig, prefix: s
         linear = get_module(block, path)
         if isinstance(linear, FakeQuantLinear):
             continue
-        module = FakeQuantLinear(linear, weight_spec(cfg), act_spec(cfg), full_name)
+        module = FakeQuantLinear(linear, weight_spec(cfg, full_name), act_spec(cfg), full_name)
         module.a_clip = cfg.a_clip
         set_module(block, path, module)
     specs = qkv_specs(cfg)

@@ -25,6 +25,27 @@ NON_SEMANTIC = (
 # DataConfig fields added after the first stores were recorded, with the value that changes
 # nothing: left at it, they are not hashed (older records keep their keys).
 NEW_DATA_FIELDS = {"path": None, "train_path": None, "test_path": None, "skip_test_docs": 0}
+# QuantConfig fields added later (mixed precision): not hashed while they change nothing
+# (no per-layer widths, no budget target).
+
+
+def without_unused_mixed_precision(quant: Any) -> Any:
+    """``quant`` without an empty ``layer_bits`` and a ``budget`` with no target (and without
+    the budget's ``cache_dir``, which changes where, not what)."""
+    if not isinstance(quant, dict):
+        return quant
+    budget = quant.get("budget")
+    if isinstance(budget, dict) and "cache_dir" in budget:
+        quant = {**quant, "budget": {k: v for k, v in budget.items() if k != "cache_dir"}}
+        budget = quant["budget"]
+    unused = isinstance(budget, dict) and budget.get("avg_bits") is None and (
+        budget.get("bytes") is None
+    )
+    return {
+        k: v
+        for k, v in quant.items()
+        if not (k == "layer_bits" and not v) and not (k == "budget" and unused)
+    }
 
 
 def hash_view(config: dict[str, Any]) -> dict[str, Any]:
@@ -35,6 +56,8 @@ def hash_view(config: dict[str, Any]) -> dict[str, Any]:
     top-level ``data``, so that stores recorded earlier keep their keys for ``skip_done``.
     """
     view = {k: v for k, v in config.items() if k not in NON_SEMANTIC}
+    if "quant" in view:
+        view["quant"] = without_unused_mixed_precision(view["quant"])
     calib, evaluation = view.get("calib"), view.get("eval")
     if not (isinstance(calib, dict) and isinstance(evaluation, dict)):
         return view

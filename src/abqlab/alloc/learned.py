@@ -1,0 +1,171 @@
+"""Learned allocation (picoLLM's idea): a differentiable relaxation over the candidate widths.
+
+Each allocated linear holds logits over its RTN-quantized candidates Q_b(W), p = softmax(logits
+/ τ), τ annealed from 1 to 0.1. Each step runs the model with a hard allocation, the argmax widths
+rounded to the budget, and passes gradients to p straight through (W = Σ_b (h_b + p_b − sg(p_b))
+Q_b(W), h one-hot): the loss is the KL to the float model on the calibration windows plus
+``penalty`` · (E_p[size] / budget − 1)². Logits start on the knapsack allocation of the
+sensitivities; the result is the hard allocation with the least KL seen, the best uniform one
+within the budget included, so on the calibration windows it is never worse than uniform.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from abqlab.alloc.knapsack import solve_knapsack
+from abqlab.alloc.problem import AllocContext, Problem
+from abqlab.alloc.sensitivity import rtn_weight
+from abqlab.models.arch import get_module, set_module
+
+log = logging.getLogger(__name__)
+TAU_END = 0.1
+
+
+class MixtureLinear(nn.Module):
+    """A linear whose weight is one of fixed quantized weights, chosen by ``hard`` (one-hot), with
+    gradients to the softmax of its logits passed straight through."""
+
+    def __init__(self, linear: nn.Linear, stack: torch.Tensor, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.linear = linear
+        self.register_buffer("stack", stack)  # [k, out, in]
+        self.logits = nn.Parameter(logits.to(stack.device))
+        self.tau = 1.0
+        self.hard = torch.zeros_like(self.logits)
+
+    def probs(self) -> torch.Tensor:
+        return F.softmax(self.logits / self.tau, dim=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = self.probs()
+        mix = self.hard + probs - probs.detach()
+        weight = torch.einsum("k,koi->oi", mix, self.stack)
+        return F.linear(x, weight.to(x.dtype), self.linear.bias)
+
+
+def kl_loss(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean per-token KL(reference ‖ softmax(logits)); ``reference`` holds log-probabilities."""
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    return (reference.exp() * (reference - logprobs)).sum(-1).mean()
+
+
+def install(problem: Problem, context: AllocContext, start: dict[str, int]) -> dict:
+    """Swap every allocated linear for a ``MixtureLinear`` whose logits favour ``start``."""
+    mixes = {}
+    for name in problem.names:
+        linear = get_module(context.loaded.model, name)
+        stack = torch.stack([rtn_weight(linear, context.specs[b]) for b in problem.candidates])
+        logits = torch.tensor([float(b == start[name]) for b in problem.candidates])
+        mixes[name] = MixtureLinear(linear, stack, logits)
+        set_module(context.loaded.model, name, mixes[name])
+    return mixes
+
+
+def set_hard(problem: Problem, mixes: dict, bits: dict[str, int]) -> None:
+    """Make every mixture use its linear's width in ``bits``."""
+    for name, mix in mixes.items():
+        hard = torch.tensor([float(b == bits[name]) for b in problem.candidates])
+        mix.hard = hard.to(mix.logits.device)
+
+
+def current_scores(mixes: dict) -> dict[str, torch.Tensor]:
+    return {n: F.log_softmax(m.logits.detach() / m.tau, dim=0) for n, m in mixes.items()}
+
+
+@torch.no_grad()
+def evaluate_uniform(
+    problem: Problem, mixes: dict, model: nn.Module, ids: torch.Tensor, reference: torch.Tensor
+) -> tuple[float, dict[str, int]] | None:
+    """(KL, allocation) of the widest uniform allocation within the budget, or None."""
+    budget = problem.budget
+    fits = [b for b in problem.candidates if problem.total_cost(problem.uniform(b)) <= budget]
+    if not fits:
+        return None
+    bits = problem.uniform(max(fits))
+    set_hard(problem, mixes, bits)
+    return float(kl_loss(model(ids, use_cache=False).logits, reference)), bits
+
+
+def train_allocation(problem: Problem, context: AllocContext) -> dict[str, int]:
+    """The best hard allocation within the budget seen while training the width logits."""
+    model, settings = context.loaded.model, context.settings
+    ids = context.windows.to(context.loaded.device)
+    with torch.no_grad():
+        reference = F.log_softmax(model(ids, use_cache=False).logits.float(), dim=-1)
+    mixes = install(problem, context, solve_knapsack(problem))
+    flags = {p: p.requires_grad for p in model.parameters()}
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        params = [m.logits for m in mixes.values()]
+        for p in params:
+            p.requires_grad_(True)
+        best = evaluate_uniform(problem, mixes, model, ids, reference)
+        optimiser = torch.optim.Adam(params, lr=settings.lr)
+        cost = torch.tensor(
+            [[problem.cost[n][b] for b in problem.candidates] for n in problem.names],
+            dtype=torch.float64,
+            device=ids.device,
+        )
+        for step in tqdm(range(settings.steps), desc="allocate (learned)", unit="step"):
+            tau = TAU_END ** (step / max(settings.steps - 1, 1))
+            for mix in mixes.values():
+                mix.tau = tau
+            bits = round_to_budget(problem, current_scores(mixes))
+            set_hard(problem, mixes, bits)
+            kl = kl_loss(model(ids, use_cache=False).logits, reference)
+            if best is None or float(kl.detach()) < best[0]:
+                best = (float(kl.detach()), bits)
+            probs = torch.stack([m.probs() for m in mixes.values()]).double()
+            size = (probs * cost).sum() / problem.budget
+            loss = kl / max(best[0], 1e-12) + settings.penalty * (size - 1.0) ** 2
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        log.info("learned allocation: least KL %.4g on the calibration windows", best[0])
+        return best[1]
+    finally:
+        for name, mix in mixes.items():
+            set_module(model, name, mix.linear)
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+
+
+def round_to_budget(problem: Problem, logprobs: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Argmax widths, then downgrades while over budget, then upgrades while room is left."""
+    widths = problem.candidates
+    score = {n: {b: float(logprobs[n][k]) for k, b in enumerate(widths)} for n in problem.names}
+    bits = {n: max(score[n], key=score[n].get) for n in problem.names}
+    while problem.total_cost(bits) > problem.budget:
+        moves = [
+            ((score[n][bits[n]] - score[n][b]) / (problem.cost[n][bits[n]] - problem.cost[n][b]),
+             n, b)
+            for n in problem.names for b in widths if problem.cost[n][b] < problem.cost[n][bits[n]]
+        ]
+        _, name, width = min(moves)
+        bits[name] = width
+    while True:
+        room = problem.budget - problem.total_cost(bits)
+        moves = [
+            ((score[n][b] - score[n][bits[n]]) / (problem.cost[n][b] - problem.cost[n][bits[n]]),
+             n, b)
+            for n in problem.names for b in widths
+            if 0 < problem.cost[n][b] - problem.cost[n][bits[n]] <= room
+        ]
+        if not moves or max(moves)[0] <= 0:
+            return bits
+        _, name, width = max(moves)
+        bits[name] = width
+
+
+def solve_learned(problem: Problem, context: AllocContext) -> dict[str, int]:
+    """Learned widths within the budget."""
+    if context is None:
+        raise ValueError("the learned allocator needs the model and calibration windows")
+    return train_allocation(problem, context)

@@ -1,0 +1,134 @@
+"""The allocation step of a run: sensitivities → allocator → ``quant.layer_bits``, recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from abqlab.alloc import ALLOCATORS
+from abqlab.alloc.problem import (
+    AllocContext,
+    BudgetError,
+    Problem,
+    allocated,
+    build_problem,
+    candidate_specs,
+)
+from abqlab.alloc.sensitivity import (
+    MEASURES,
+    cache_key_parts,
+    cached_sensitivities,
+    joint_kl,
+)
+from abqlab.alloc.size import FLOAT_BITS
+from abqlab.calib.checkpoint import fingerprint
+from abqlab.config import DataConfig, QuantConfig
+from abqlab.data.sources import calibration_windows
+from abqlab.models.arch import get_module
+from abqlab.models.load import LoadedModel
+
+log = logging.getLogger(__name__)
+ALLOCATION_FILE = "allocation.yaml"
+
+
+def model_linears(loaded: LoadedModel, skip: list[str]) -> dict[str, tuple[int, int]]:
+    """[out, in] of the allocated linears of the loaded (float) model, by full name."""
+    blocks = get_module(loaded.model, loaded.arch.blocks)
+    shapes = {
+        f"{loaded.arch.blocks}.{i}.{path}": tuple(get_module(block, path).weight.shape)
+        for i, block in enumerate(blocks)
+        for path in loaded.arch.linears
+    }
+    return allocated(shapes, skip)
+
+
+def float_bits_outside(loaded: LoadedModel, shapes: dict[str, tuple[int, int]]) -> int:
+    """Bits of everything but the allocated weights (16 bits each; a tied tensor once)."""
+    seen = {(p.data_ptr(), p.numel()) for p in loaded.model.parameters() if p.numel()}
+    total = sum(n for _, n in seen)
+    return FLOAT_BITS * (total - sum(r * c for r, c in shapes.values()))
+
+
+def sensitivities(
+    loaded: LoadedModel, quant: QuantConfig, data: DataConfig, names: list[str], windows: Any
+) -> tuple[dict[str, dict[int, float]], bool]:
+    """The configured sensitivity table, from the cache when one matches."""
+    b = quant.budget
+    specs = candidate_specs(quant, list(b.candidates))
+    extra = {
+        "kind": b.sensitivity, "specs": {k: asdict(s) for k, s in specs.items()},
+        "nsamples": b.nsamples, "seqlen": b.seqlen, "seed": b.seed, "data": asdict(data),
+    }
+    key = fingerprint(*cache_key_parts(loaded, names, extra))
+    return cached_sensitivities(
+        b.sensitivity, key, b.cache_dir,
+        lambda: MEASURES[b.sensitivity](loaded, names, specs, windows),
+    )
+
+
+def summarize(problem: Problem, bits: dict[str, int], other_bits: int) -> dict[str, Any]:
+    """What is recorded: the widths, their size, the predicted loss, the best uniform width."""
+    used = problem.total_cost(bits)
+    budget = problem.budget
+    fits = [b for b in problem.candidates if problem.total_cost(problem.uniform(b)) <= budget]
+    best = max(fits) if fits else None
+    return {
+        "budget_bytes": (problem.budget + other_bits) // 8,
+        "budget_avg_bits": problem.budget / problem.weights,
+        "bytes": -(-(used + other_bits) // 8),
+        "avg_bits": used / problem.weights,
+        "predicted_loss": problem.total_loss(bits),
+        "uniform_bits": best,  # the widest uniform allocation within the same budget
+        "uniform_predicted_loss": (
+            None if best is None else problem.total_loss(problem.uniform(best))
+        ),
+        "histogram": {str(k): v for k, v in sorted(Counter(bits.values()).items())},
+        "layer_bits": bits,
+    }
+
+
+def write_allocation(quant: QuantConfig, bits: dict[str, int], run_dir: Path) -> Path:
+    """``<run_dir>/allocation.yaml``: a quant config with these widths (copy to conf/quant/)."""
+    settings = asdict(dataclasses.replace(quant, layer_bits=bits, name=f"{quant.name}-alloc"))
+    settings.pop("budget")
+    path = run_dir / ALLOCATION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    node = OmegaConf.create({"defaults": ["schema", "_self_"], **settings})
+    path.write_text(OmegaConf.to_yaml(node))
+    return path
+
+
+def allocate_bits(
+    loaded: LoadedModel, quant: QuantConfig, data: DataConfig, run_dir: Path
+) -> tuple[QuantConfig, dict[str, Any]]:
+    """Choose ``layer_bits`` under ``quant.budget``; returns the quant config that carries them
+    and the record's ``allocation`` entry. Raises BudgetError when the budget cannot be met."""
+    b = quant.budget
+    shapes = model_linears(loaded, list(quant.skip))
+    windows = calibration_windows(
+        loaded.tokenizer, data, b.nsamples, b.seqlen, b.seed, loaded.add_bos
+    )
+    table, cached = sensitivities(loaded, quant, data, list(shapes), windows)
+    other = float_bits_outside(loaded, shapes)
+    problem = build_problem(quant, shapes, table, other)
+    context = AllocContext(loaded, windows, candidate_specs(quant, list(b.candidates)), b)
+    bits = ALLOCATORS.get(b.allocator)(problem, context)
+    if problem.total_cost(bits) > problem.budget:
+        raise BudgetError(f"allocator {b.allocator} exceeded the budget: "
+                          f"{problem.total_cost(bits)} > {problem.budget} bits")
+    summary = {"allocator": b.allocator, "sensitivity": b.sensitivity, "cached": cached,
+               **summarize(problem, bits, other)}
+    specs = candidate_specs(quant, list(b.candidates))
+    summary["rtn_kl"] = joint_kl(loaded, bits, specs, windows)  # measured, all linears at once
+    if summary["uniform_bits"] is not None:
+        uniform = problem.uniform(summary["uniform_bits"])
+        summary["uniform_rtn_kl"] = joint_kl(loaded, uniform, specs, windows)
+    summary["file"] = str(write_allocation(quant, bits, run_dir))
+    log.info("allocation: %.3f bits per weight, %s", summary["avg_bits"], summary["histogram"])
+    return dataclasses.replace(quant, layer_bits=bits), summary

@@ -1,0 +1,31 @@
+"""A mixed-precision run end to end (2-block SmolLM2, GPTQ at each linear's allocated width)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.mark.parametrize("preset", ["mixed", "mixed-learned"])
+def test_budgeted_gptq_run_records_its_allocation(
+    run_pipeline: Callable[..., dict[str, Any]], tmp_path: Path, preset: str
+) -> None:
+    record = run_pipeline(
+        f"quant={preset}", "calib=gptq", "calib.nsamples=2", "calib.seqlen=32",
+        "quant.budget.avg_bits=3.2", "quant.budget.nsamples=2", "quant.budget.seqlen=32",
+        "quant.budget.steps=3", f"quant.budget.cache_dir={tmp_path / 'cache'}",
+    )
+    assert record["status"] == "ok", record.get("reason")
+    allocation, metrics = record["allocation"], record["metrics"]
+    assert metrics["size/bytes"] == allocation["bytes"] <= allocation["budget_bytes"]
+    assert metrics["size/avg_bits"] == pytest.approx(allocation["avg_bits"], rel=1e-12)
+    assert metrics["size/avg_bits"] <= 3.2
+    assert metrics["size/model_mb"] == metrics["size/bytes"] / 2**20
+    assert len(set(allocation["layer_bits"].values())) > 1
+    saved = json.loads((record["_run_dir"] / "result.json").read_text())
+    assert saved["allocation"]["layer_bits"] == allocation["layer_bits"]
+    assert saved["config"]["quant"]["budget"]["avg_bits"] == 3.2
