@@ -15,7 +15,8 @@
 # abqlab's "v1" GPTQ row at 329581f (its preset then: act_order false; groups/grid/hessian did
 # not exist yet; on today's code the same solver is act_order=false groups=dynamic
 # hessian=quantized), the peer GPTQ at 3381d8c, every other abqlab GPTQ row at dc84eb2, the
-# refused peer W3 g128 row at dfcdf77. Each record carries its commit in environment.git_commit.
+# refused peer W3 g128 row at dfcdf77, the W4 per-channel sym RTN pair at 09f2daa/a09b7b0. Each
+# record carries its commit in environment.git_commit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -57,6 +58,9 @@ measured() {
   gptq true static minmax float 1 0 "${W3G64[@]}"         # first token (BOS) out of the Hessians
   # The peer refuses group 128 on SmolLM2's 576-wide inputs (recorded, not worked around).
   peer --method gptq quant=w3a16g128 "${BUDGET[@]}" calib.seed=0
+  # Both RTNs at W4 per-channel sym: the symmetric grid conventions differ (see README).
+  peer --method rtn quant=w4a16 quant.w_sym=true "${BUDGET[@]}"
+  abq calib=rtn quant=w4a16 quant.w_sym=true "${BUDGET[@]}"
 }
 
 todo() {  # issue 16's remaining matrix; skip_done keeps abqlab from repeating a recorded config
@@ -69,9 +73,11 @@ todo() {  # issue 16's remaining matrix; skip_done keeps abqlab from repeating a
   for quant in "quant=w4a16 quant.w_group=64" "quant=w3a16 quant.w_group=-1" \
                "quant=w4a16 quant.w_group=-1" "quant=w4a16 quant.w_group=-1 quant.w_sym=true"; do
     read -r -a q <<<"$quant"
-    peer --method rtn "${q[@]}" "${BUDGET[@]}" calib.seed=0
+    if [[ "$quant" != *w_sym=true* ]]; then  # the sym RTN pair is in measured()
+      peer --method rtn "${q[@]}" "${BUDGET[@]}"
+      abq calib=rtn "${q[@]}" "${BUDGET[@]}" skip_done=true
+    fi
     peer --method gptq "${q[@]}" "${BUDGET[@]}" calib.seed=0
-    abq calib=rtn "${q[@]}" "${BUDGET[@]}" calib.seed=0 skip_done=true
     gptq true static minmax float 0 0 "${q[@]}" skip_done=true
     gptq true static mse float 0 0 "${q[@]}" skip_done=true
   done
