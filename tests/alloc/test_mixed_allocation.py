@@ -30,9 +30,8 @@ def test_knapsack_meets_the_budget_and_beats_uniform(
     assert summary["avg_bits"] <= 3.5 and summary["bytes"] <= summary["budget_bytes"]
     assert summary["uniform_bits"] == 3  # W3 g64 is exactly 3.5 bits per weight
     # the quantity it optimises: the sum of per-linear sensitivities
-    assert summary["predicted_loss"] <= summary["uniform_predicted_loss"]
-    print(sensitivity, summary["predicted_loss"], summary["uniform_predicted_loss"],
-          summary["rtn_kl"], summary["uniform_rtn_kl"])
+    # (measured: 0.80x with kl, 0.53x with fisher; the optimum is never above uniform)
+    assert summary["predicted_loss"] <= 0.9 * summary["uniform_predicted_loss"]
     assert len(summary["histogram"]) > 1  # a real mix, not uniform again
     assert chosen.layer_bits == summary["layer_bits"] and len(chosen.layer_bits) == 14
     again = allocate_bits(smollm2_2layer, quant, DataConfig(), tmp_path / "run2")[1]
