@@ -83,6 +83,16 @@ def save_model_if_asked(loaded: Any, quant: QuantConfig, calib: CalibConfig, run
         save_quantized(loaded.model, path, {"quant": asdict(quant), "calib": asdict(calib)})
 
 
+def save_packed_if_possible(model: Any, run_dir: Path) -> dict[str, Any]:
+    """The packed save beside quantized.pt (file size = size/bytes), or why it was skipped."""
+    from abqlab.alloc.pack import PACKED_FILE, save_packed
+
+    try:
+        return save_packed(model, run_dir / PACKED_FILE)
+    except ValueError as error:
+        return {"skipped": str(error)}
+
+
 def execute(cfg: DictConfig, run_dir: Path, record: dict[str, Any], logger: RunLogger) -> None:
     """The work of a run; fills ``record`` as it goes."""
     from abqlab.alloc.checks import budget_set
@@ -113,6 +123,8 @@ def execute(cfg: DictConfig, run_dir: Path, record: dict[str, Any], logger: RunL
     record["timings"]["calibration_s"] = time.perf_counter() - start
     logger.log_calibration(record["calibration"])
     save_model_if_asked(loaded, quant_cfg, calib_cfg, run_dir)
+    if calib_cfg.save_model:
+        record["packed"] = save_packed_if_possible(loaded.model, run_dir)
 
     start = time.perf_counter()
     metrics, info = evaluate(loaded, eval_cfg, eval_data, run_dir)

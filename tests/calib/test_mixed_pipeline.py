@@ -18,6 +18,7 @@ def test_budgeted_gptq_run_records_its_allocation(
         f"quant={preset}", "calib=gptq", "calib.nsamples=2", "calib.seqlen=32",
         "quant.budget.avg_bits=3.2", "quant.budget.nsamples=2", "quant.budget.seqlen=32",
         "quant.budget.steps=3", f"quant.budget.cache_dir={tmp_path / 'cache'}",
+        "calib.save_model=true",
     )
     assert record["status"] == "ok", record.get("reason")
     allocation, metrics = record["allocation"], record["metrics"]
@@ -29,3 +30,5 @@ def test_budgeted_gptq_run_records_its_allocation(
     saved = json.loads((record["_run_dir"] / "result.json").read_text())
     assert saved["allocation"]["layer_bits"] == allocation["layer_bits"]
     assert saved["config"]["quant"]["budget"]["avg_bits"] == 3.2
+    packed = record["packed"]  # the packed file holds the accounted bytes (+ codes' rounding)
+    assert 0 <= packed["tensor_bytes"] - metrics["size/bytes"] <= len(allocation["layer_bits"])
