@@ -45,7 +45,8 @@ def test_learned_meets_the_budget_and_beats_uniform_kl(
     _, summary = allocate_bits(smollm2_2layer, quant, DataConfig(), tmp_path / "run")
     assert summary["bytes"] <= summary["budget_bytes"]
     # the quantity it optimises: the KL of the whole quantized model on the calibration windows
-    assert summary["rtn_kl"] <= summary["uniform_rtn_kl"]
+    # (uniform is among the allocations it compares, evaluated on the same windows)
+    assert summary["rtn_kl"] <= summary["uniform_rtn_kl"] * (1 + 1e-6)
 
 
 def test_allocation_reloads_as_a_quant_config(fresh_2layer: LoadedModel, tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ Each allocated linear holds logits over its RTN-quantized candidates Q_b(W), p =
 rounded to the budget, and passes gradients to p straight through (W = Σ_b (h_b + p_b − sg(p_b))
 Q_b(W), h one-hot): the loss is the KL to the float model on the calibration windows plus
 ``penalty`` · (E_p[size] / budget − 1)². Logits start on the knapsack allocation of the
-sensitivities; the result is the hard allocation with the least KL seen, the best uniform one
-within the budget included, so on the calibration windows it is never worse than uniform.
+sensitivities; the result is the hard allocation with the least KL seen, the knapsack start and
+the widest uniform one within the budget included, so on the calibration windows it is never
+worse than either.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 from abqlab.alloc.knapsack import solve_knapsack
 from abqlab.alloc.problem import AllocContext, Problem
-from abqlab.alloc.sensitivity import rtn_weight
+from abqlab.alloc.sensitivity import CHUNK, rtn_weight
 from abqlab.models.arch import get_module, set_module
 
 log = logging.getLogger(__name__)
@@ -78,27 +79,44 @@ def current_scores(mixes: dict) -> dict[str, torch.Tensor]:
     return {n: F.log_softmax(m.logits.detach() / m.tau, dim=0) for n, m in mixes.items()}
 
 
-@torch.no_grad()
-def evaluate_uniform(
-    problem: Problem, mixes: dict, model: nn.Module, ids: torch.Tensor, reference: torch.Tensor
-) -> tuple[float, dict[str, int]] | None:
-    """(KL, allocation) of the widest uniform allocation within the budget, or None."""
+class Windows:
+    """The calibration windows in chunks, with the float model's log-probabilities of each."""
+
+    @torch.no_grad()
+    def __init__(self, model: nn.Module, windows: torch.Tensor, device: torch.device) -> None:
+        self.model = model
+        self.chunks = [c.to(device) for c in windows.split(CHUNK)]
+        self.total = len(windows)
+        self.references = [
+            F.log_softmax(model(c, use_cache=False).logits.float(), dim=-1) for c in self.chunks
+        ]
+
+    def kl(self, backward: bool = False, scale: float = 1.0) -> float:
+        """Mean KL over all windows; with ``backward`` its gradient (÷ ``scale``) accumulates."""
+        value = 0.0
+        for chunk, reference in zip(self.chunks, self.references, strict=True):
+            with torch.set_grad_enabled(backward):
+                kl = kl_loss(self.model(chunk, use_cache=False).logits, reference)
+                kl = kl * len(chunk) / self.total
+            if backward:
+                (kl / scale).backward()
+            value += float(kl.detach())
+        return value
+
+
+def starting_points(problem: Problem) -> list[dict[str, int]]:
+    """The knapsack allocation and the widest uniform one within the budget (if any)."""
     budget = problem.budget
     fits = [b for b in problem.candidates if problem.total_cost(problem.uniform(b)) <= budget]
-    if not fits:
-        return None
-    bits = problem.uniform(max(fits))
-    set_hard(problem, mixes, bits)
-    return float(kl_loss(model(ids, use_cache=False).logits, reference)), bits
+    return [solve_knapsack(problem)] + ([problem.uniform(max(fits))] if fits else [])
 
 
 def train_allocation(problem: Problem, context: AllocContext) -> dict[str, int]:
     """The best hard allocation within the budget seen while training the width logits."""
     model, settings = context.loaded.model, context.settings
-    ids = context.windows.to(context.loaded.device)
-    with torch.no_grad():
-        reference = F.log_softmax(model(ids, use_cache=False).logits.float(), dim=-1)
-    mixes = install(problem, context, solve_knapsack(problem))
+    data = Windows(model, context.windows, context.loaded.device)
+    starts = starting_points(problem)
+    mixes = install(problem, context, starts[0])
     flags = {p: p.requires_grad for p in model.parameters()}
     try:
         for p in model.parameters():
@@ -106,12 +124,15 @@ def train_allocation(problem: Problem, context: AllocContext) -> dict[str, int]:
         params = [m.logits for m in mixes.values()]
         for p in params:
             p.requires_grad_(True)
-        best = evaluate_uniform(problem, mixes, model, ids, reference)
+        seen = []
+        for bits in starts:
+            set_hard(problem, mixes, bits)
+            seen.append((data.kl(), bits))
+        scale = max(seen[0][0], 1e-12)
         optimiser = torch.optim.Adam(params, lr=settings.lr)
         cost = torch.tensor(
             [[problem.cost[n][b] for b in problem.candidates] for n in problem.names],
             dtype=torch.float64,
-            device=ids.device,
         )
         for step in tqdm(range(settings.steps), desc="allocate (learned)", unit="step"):
             tau = TAU_END ** (step / max(settings.steps - 1, 1))
@@ -119,16 +140,15 @@ def train_allocation(problem: Problem, context: AllocContext) -> dict[str, int]:
                 mix.tau = tau
             bits = round_to_budget(problem, current_scores(mixes))
             set_hard(problem, mixes, bits)
-            kl = kl_loss(model(ids, use_cache=False).logits, reference)
-            if best is None or float(kl.detach()) < best[0]:
-                best = (float(kl.detach()), bits)
-            probs = torch.stack([m.probs() for m in mixes.values()]).double()
-            size = (probs * cost).sum() / problem.budget
-            loss = kl / max(best[0], 1e-12) + settings.penalty * (size - 1.0) ** 2
             optimiser.zero_grad()
-            loss.backward()
+            seen.append((data.kl(backward=True, scale=scale), bits))
+            probs = torch.stack([m.probs().cpu() for m in mixes.values()]).double()
+            size = (probs * cost).sum() / problem.budget
+            (settings.penalty * (size - 1.0) ** 2).backward()
             optimiser.step()
-        log.info("learned allocation: least KL %.4g on the calibration windows", best[0])
+        best = min(seen, key=lambda pair: pair[0])
+        log.info("learned allocation: KL %.4g on the calibration windows (knapsack start %.4g)",
+                 best[0], seen[0][0])
         return best[1]
     finally:
         for name, mix in mixes.items():

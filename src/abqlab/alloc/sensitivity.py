@@ -27,6 +27,7 @@ from abqlab.quant.fake_linear import FakeQuantLinear
 from abqlab.quant.spec import QuantSpec
 
 SENSITIVITIES = ("kl", "fisher")
+CHUNK = 4  # windows per forward where vocabulary-wide log-probabilities are kept
 Table = dict[str, dict[int, float]]  # linear name → bits → loss increase
 
 
@@ -127,25 +128,35 @@ def estimate_fisher(
     return table
 
 
+def swap_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Put ``weights`` into the named linears; returns the weights they held."""
+    previous = {}
+    for name, weight in weights.items():
+        linear = get_module(model, name)
+        previous[name] = linear.weight.data
+        linear.weight.data = weight
+    return previous
+
+
 @torch.no_grad()
 def joint_kl(
     loaded: LoadedModel, bits: dict[str, int], specs: dict[int, QuantSpec], windows: torch.Tensor
 ) -> float:
-    """KL to the float model with every named linear RTN-quantized at its width at once."""
+    """KL to the float model with every named linear RTN-quantized at its width at once
+    (``CHUNK`` windows per forward, so the vocabulary-wide log-probabilities stay small)."""
     model = loaded.model
-    ids = windows.to(loaded.device)
-    reference = F.log_softmax(model(ids, use_cache=False).logits.float(), dim=-1)
-    originals = {}
-    try:
-        for name, width in bits.items():
-            linear = get_module(model, name)
-            originals[name] = linear.weight.data.clone()
-            linear.weight.data.copy_(rtn_weight(linear, specs[width]))
-        logprobs = F.log_softmax(model(ids, use_cache=False).logits.float(), dim=-1)
-    finally:
-        for name, weight in originals.items():
-            get_module(model, name).weight.data.copy_(weight)
-    return mean_kl(reference, logprobs)
+    quantized = {n: rtn_weight(get_module(model, n), specs[b]) for n, b in bits.items()}
+    total = 0.0
+    for chunk in windows.split(CHUNK):
+        ids = chunk.to(loaded.device)
+        reference = F.log_softmax(model(ids, use_cache=False).logits.float(), dim=-1)
+        originals = swap_weights(model, quantized)
+        try:
+            logprobs = F.log_softmax(model(ids, use_cache=False).logits.float(), dim=-1)
+        finally:
+            swap_weights(model, originals)
+        total += mean_kl(reference, logprobs) * len(chunk)
+    return total / len(windows)
 
 
 MEASURES: dict[str, Callable[..., Table]] = {"kl": measure_kl, "fisher": estimate_fisher}
