@@ -135,3 +135,4 @@ class AllocContext:
     windows: Any  # calibration windows [n, seqlen]
     specs: dict[int, QuantSpec]
     settings: Any  # BudgetConfig
+    curve: list = dataclasses.field(default_factory=list)  # what a training allocator records

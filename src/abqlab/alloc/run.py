@@ -124,6 +124,8 @@ def allocate_bits(
                           f"{problem.total_cost(bits)} > {problem.budget} bits")
     summary = {"allocator": b.allocator, "sensitivity": b.sensitivity, "cached": cached,
                **summarize(problem, bits, other)}
+    if context.curve:
+        summary["curve"] = context.curve
     specs = candidate_specs(quant, list(b.candidates))
     summary["rtn_kl"] = joint_kl(loaded, bits, specs, windows)  # measured, all linears at once
     if summary["uniform_bits"] is not None:
