@@ -14,3 +14,9 @@ COMMON=(model=smollm2-135m calib=rtn logger=none eval.max_windows=20
 "$ABQLAB" "${COMMON[@]}" quant=mixed quant.budget.avg_bits=3.5
 "$ABQLAB" "${COMMON[@]}" quant=mixed-learned quant.budget.avg_bits=3.5 quant.budget.steps=${STEPS:-8}
 "$(dirname "$ABQLAB")/python" experiments/mixed_precision/table.py "$STORE" > experiments/mixed_precision/table.md
+# second pass: Fisher from 4x the calibration tokens (16 x 256); learned with 12 steps at lr 0.3
+"$ABQLAB" "${COMMON[@]}" quant=mixed quant.budget.avg_bits=3.5 quant.budget.nsamples=16 \
+  quant.budget.seqlen=256
+"$ABQLAB" "${COMMON[@]}" quant=mixed-learned quant.budget.avg_bits=3.5 quant.budget.steps=12 \
+  quant.budget.lr=0.3
+"$(dirname "$ABQLAB")/python" experiments/mixed_precision/table.py "$STORE" > experiments/mixed_precision/table.md

@@ -112,7 +112,9 @@ def execute(cfg: DictConfig, run_dir: Path, record: dict[str, Any], logger: RunL
     record["timings"]["load_s"] = time.perf_counter() - start
 
     if budget_set(quant_cfg):  # mixed precision: widths per linear before any method runs
+        start = time.perf_counter()
         quant_cfg, record["allocation"] = allocate_bits(loaded, quant_cfg, calib_data, run_dir)
+        record["timings"]["allocation_s"] = time.perf_counter() - start
         logger.log({f"alloc/{k}": v for k, v in record["allocation"].items() if k != "file"})
     probe = Probe(loaded, diagnostics, eval_data[0]) if diagnostics.enabled else None
     if probe is not None:
