@@ -111,7 +111,7 @@ def execute(cfg: DictConfig, run_dir: Path, record: dict[str, Any], logger: RunL
     record["environment"] = environment(loaded.device)
     record["timings"]["load_s"] = time.perf_counter() - start
 
-    if budget_set(quant_cfg):  # mixed precision: widths per linear before any method runs
+    if budget_set(quant_cfg) and calib_cfg.method != "load":  # widths per linear, then the method
         start = time.perf_counter()
         quant_cfg, record["allocation"] = allocate_bits(loaded, quant_cfg, calib_data, run_dir)
         record["timings"]["allocation_s"] = time.perf_counter() - start

@@ -32,3 +32,21 @@ def test_budgeted_gptq_run_records_its_allocation(
     assert saved["config"]["quant"]["budget"]["avg_bits"] == 3.2
     packed = record["packed"]  # the packed file holds the accounted bytes (+ codes' rounding)
     assert 0 <= packed["tensor_bytes"] - metrics["size/bytes"] <= len(allocation["layer_bits"])
+
+
+def test_saved_mixed_model_reloads_with_its_widths(
+    run_pipeline: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    first = run_pipeline(
+        "quant=mixed", "calib=rtn", "calib.save_model=true", "quant.budget.avg_bits=3.2",
+        "quant.budget.nsamples=2", "quant.budget.seqlen=32",
+        f"quant.budget.cache_dir={tmp_path / 'cache'}",
+    )
+    assert first["status"] == "ok", first.get("reason")
+    second = run_pipeline(
+        "quant=w3a16", "calib=load", f"calib.load_from={first['_run_dir'] / 'quantized.pt'}"
+    )
+    assert second["status"] == "ok", second.get("reason")
+    assert second["calibration"]["saved_quant"]["layer_bits"] == first["allocation"]["layer_bits"]
+    assert second["metrics"]["size/bytes"] == first["metrics"]["size/bytes"]
+    assert second["metrics"]["ppl/wiki"] == pytest.approx(first["metrics"]["ppl/wiki"], rel=1e-3)
