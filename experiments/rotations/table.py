@@ -169,7 +169,7 @@ def grid_table(records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
                           and family(r["config"]) == method and plain(r)
                           and (rotation_of(r["config"]) is not None) == rotated]
                 on_budget = [r for r in chosen if budget(r["config"]) in (None, TABLE_BUDGET)]
-                use = on_budget or chosen
+                use = list(dedupe(on_budget or chosen))
                 text = summarise([v for v in map(ppl, use) if v is not None])
                 notes = sorted({note(r) for r in use} - {""})
                 for n in notes:
@@ -179,6 +179,18 @@ def grid_table(records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     legend = [f"{mark} {text}" for text, mark in marks.items()]
     return lines, legend
+
+
+def dedupe(records: list[dict[str, Any]]) -> Any:
+    """One record per calib seed, rotation seed, budget and store (the last one): a store may
+    hold the same run twice under two config hashes when a code change added a config key."""
+    kept: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in records:
+        config = r["config"]
+        rotation = rotation_of(config) or {}
+        kept[(config["calib"]["seed"], rotation.get("seed"), budget(config), r.get("_source"),
+              config["calib"].get("epochs"))] = r
+    return kept.values()
 
 
 def note(record: dict[str, Any]) -> str:

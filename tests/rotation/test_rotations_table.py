@@ -75,3 +75,13 @@ def test_baselines_need_the_same_protocol(table: Any, tmp_path: Path) -> None:
     store.write_text("".join(json.dumps(r) + "\n" for r in rows))
     found = table.baselines([store])
     assert [r["metrics"]["ppl/wiki"] for r in found if r["_source"] == str(store)] == [98.48]
+
+
+def test_a_run_stored_twice_counts_once(table: Any) -> None:
+    first, again = record(98.48, calib="abq", rotation=False), record(98.5, calib="abq",
+                                                                    rotation=False)
+    again["config_hash"] = "another hash after a new config key"
+    lines, _ = table.grid_table([first, again, record(85.96, calib="abq", rotation=False) | {
+        "config": {**first["config"], "calib": {**first["config"]["calib"], "seed": 3}}}])
+    w4a4 = next(line for line in lines if line.startswith("| W4A4 |"))
+    assert "(n=2)" in w4a4
