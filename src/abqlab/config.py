@@ -37,7 +37,7 @@ class BudgetConfig:
 
     Set one of ``avg_bits`` (bits per weight of the quantized linears, scales and zeros included:
     W4 g64 with 16-bit scale and zero = 4.5) or ``bytes`` (the whole model, float leftovers at 16
-    bits). ``allocator``: knapsack | greedy | learned. ``sensitivity``: fisher (estimated:
+    bits). ``allocator``: knapsack | greedy | learned | search. ``sensitivity``: fisher (estimated:
     ½ Σ F·ΔW² with F the diagonal empirical Fisher; one backward per window) | kl (measured: the
     KL of the next-token distribution to the float one with that one linear at b bits; one
     model tail per linear and width, about 30 min for SmolLM2 on 2 CPU cores).
@@ -52,7 +52,7 @@ class BudgetConfig:
     seqlen: int = 128
     seed: int = 0
     cache_dir: str | None = "~/.cache/abqlab/sensitivity"  # None: not cached
-    steps: int = 40  # learned allocator: optimisation steps
+    steps: int = 40  # learned: optimisation steps; search: evaluated moves
     lr: float = 0.1  # learned allocator: Adam lr of the width logits
     penalty: float = 10.0  # learned allocator: weight of the (size / budget - 1)² term
 

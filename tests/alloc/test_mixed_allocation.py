@@ -38,12 +38,14 @@ def test_knapsack_meets_the_budget_and_beats_uniform(
     assert again["cached"] and again["layer_bits"] == summary["layer_bits"]
 
 
-def test_learned_meets_the_budget_and_beats_uniform_kl(
-    smollm2_2layer: LoadedModel, tmp_path: Path
+@pytest.mark.parametrize("allocator", ["learned", "search"])
+def test_measured_allocators_meet_the_budget_and_beat_uniform_kl(
+    smollm2_2layer: LoadedModel, tmp_path: Path, allocator: str
 ) -> None:
-    quant = budget_quant(tmp_path, allocator="learned", steps=6, sensitivity="fisher")
+    quant = budget_quant(tmp_path, allocator=allocator, steps=6, sensitivity="fisher")
     _, summary = allocate_bits(smollm2_2layer, quant, DataConfig(), tmp_path / "run")
     assert summary["bytes"] <= summary["budget_bytes"]
+    assert [c["step"] for c in summary["curve"]][:2] == [-1, 0]
     # the quantity it optimises: the KL of the whole quantized model on the calibration windows
     # (uniform is among the allocations it compares, evaluated on the same windows)
     assert summary["rtn_kl"] <= summary["uniform_rtn_kl"] * (1 + 1e-6)

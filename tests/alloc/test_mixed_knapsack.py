@@ -81,7 +81,7 @@ def test_budget_below_the_smallest_widths_is_refused() -> None:
 
 
 def test_registry_names_the_allocators() -> None:
-    assert ALLOCATORS.names() == ["greedy", "knapsack", "learned"]
+    assert ALLOCATORS.names() == ["greedy", "knapsack", "learned", "search"]
     assert ALLOCATORS.get("knapsack") is solve_knapsack
     with pytest.raises(KeyError, match="did you mean knapsack"):
         ALLOCATORS.get("knapsak")
