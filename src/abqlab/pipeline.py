@@ -131,8 +131,9 @@ def execute(cfg: DictConfig, run_dir: Path, record: dict[str, Any], logger: RunL
     start = time.perf_counter()
     metrics, info = evaluate(loaded, eval_cfg, eval_data, run_dir)
     record["timings"]["eval_s"] = time.perf_counter() - start
-    metrics.update(model_size(loaded.model))  # size/bytes, size/avg_bits
-    metrics["size/model_mb"] = metrics["size/bytes"] / 2**20
+    size = model_size(loaded.model)  # size/bytes, size/avg_bits
+    metrics["size/model_mb"] = size["size/bytes"] / 2**20  # first: older records have only it
+    metrics.update(size)
     record["metrics"], record["eval_info"] = metrics, info
     if probe is not None:
         record["diagnostics"] = probe.after()
