@@ -1,6 +1,6 @@
-"""A calibration that dies mid-model continues from its finished blocks and ends exactly as an
-uninterrupted one: in process (an exception at block 2), and a real ``abqlab`` killed with
-SIGKILL after its first block, then started again with the same overrides."""
+"""A calibration that dies mid-model continues from its finished blocks: in process (an exception
+at block 2) it ends bitwise equal to an uninterrupted one; a real ``abqlab`` killed with SIGKILL
+after its first block and started again with the same overrides resumes and records ok."""
 
 from __future__ import annotations
 
@@ -104,7 +104,6 @@ def launch(store: Path, run_dir: Path) -> subprocess.Popen:
 
 def test_killed_run_resumes_from_its_blocks_when_started_again(tmp_path: Path) -> None:
     store = tmp_path / "runs.jsonl"
-    reference = launch(tmp_path / "ref.jsonl", tmp_path / "ref")  # in parallel, never killed
     victim = launch(store, tmp_path / "first")
     first_block = tmp_path / "first" / "calib" / "resume" / "block_000.pt"
     deadline = time.monotonic() + 240
@@ -133,10 +132,5 @@ def test_killed_run_resumes_from_its_blocks_when_started_again(tmp_path: Path) -
     assert sorted(p.name for p in (tmp_path / "second" / "calib").iterdir()) == [
         f"block_{i:03d}.pt" for i in range(4)
     ]
-
-    out, _ = reference.communicate(timeout=600)
-    assert reference.returncode == 0, out[-3000:]
-    (uninterrupted,) = read_records(tmp_path / "ref.jsonl")
-    assert uninterrupted["config_hash"] == record["config_hash"]
-    assert uninterrupted["metrics"]["ppl/wiki"] == record["metrics"]["ppl/wiki"]
     assert json.loads((tmp_path / "second" / "result.json").read_text())["status"] == "ok"
+    # that the restored blocks equal uninterrupted ones is shown in process, above
