@@ -16,8 +16,14 @@ METRIC_NAMES = {"acc/avg6": "0-shot avg6", "acc_norm/avg6": "0-shot avg6 (norm)"
 
 
 def setting_label(quant: dict[str, Any]) -> str:
-    """``W4A4``, ``W2*A8`` (bit balance), ``W4A16g128``, ``W16A16`` for float."""
-    text = f"W{quant.get('w_bits', FP_BITS)}{'*' if quant.get('w_bit_balance') else ''}"
+    """``W4A4``, ``W2*A8`` (bit balance), ``W4A16g128``, ``W16A16`` for float; mixed precision:
+    ``W3.5bA16g64`` (a budget's average bits) or ``WmixA16g64`` (given per-layer widths)."""
+    budget = quant.get("budget") or {}
+    widths = budget.get("avg_bits") or (f"{budget['bytes']}B" if budget.get("bytes") else None)
+    weights = f"{widths}b" if widths and not isinstance(widths, str) else widths
+    if weights is None and quant.get("layer_bits"):
+        weights = "mix"
+    text = f"W{weights or quant.get('w_bits', FP_BITS)}{'*' if quant.get('w_bit_balance') else ''}"
     text += f"A{quant.get('a_bits', FP_BITS)}"
     group = quant.get("w_group", -1)
     if quant.get("w_bits", FP_BITS) != FP_BITS and group > 0:
