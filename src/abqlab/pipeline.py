@@ -26,7 +26,13 @@ from abqlab.eval.runner import evaluate
 from abqlab.models.load import load_model
 from abqlab.track import inflight
 from abqlab.track.environment import environment
-from abqlab.track.store import append_record, config_hash, ok_record, write_json_atomic
+from abqlab.track.store import (
+    append_record,
+    config_hash,
+    known_hashes,
+    ok_record,
+    write_json_atomic,
+)
 from abqlab.track.wandb_logger import RunLogger
 
 log = logging.getLogger(__name__)
@@ -151,7 +157,7 @@ def run(cfg: DictConfig, run_dir: Path, store: Path) -> dict[str, Any]:
     config = recorded_config(cfg)
     digest = config_hash(config)
     if cfg.skip_done:
-        done = ok_record(store, digest)
+        done = ok_record(store, known_hashes(config))
         if done is not None:
             log.info("skipping: config %s already has an ok record in %s", digest, store)
             return {"config_hash": digest, "status": "skipped", "metrics": done.get("metrics", {})}

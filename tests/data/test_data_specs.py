@@ -74,6 +74,8 @@ def test_one_dataset_for_both_hashes_in_the_layout_before_the_split() -> None:
     legacy = {k: v for k, v in config.items() if k not in added}
     legacy["calib"] = {k: v for k, v in config["calib"].items() if k != "data"}
     legacy["eval"] = {k: v for k, v in config["eval"].items() if k != "datasets"}
+    legacy["quant"] = {k: v for k, v in config["quant"].items()
+                       if k not in ("budget", "layer_bits")}  # mixed precision, added since
     legacy["data"] = {k: v for k, v in DataConfig().__dict__.items()
                       if k not in ("path", "train_path", "test_path", "skip_test_docs")}
     semantic = {k: v for k, v in legacy.items()

@@ -154,3 +154,24 @@ def test_hash_ignores_run_bookkeeping_keys() -> None:
     extra = {**CONFIG, "resume": False, "objective": "ppl/c4", "diagnostics": {"enabled": False},
              "data": {"name": "alias"}}
     assert config_hash(extra) == digest
+
+
+def test_configs_match_records_made_before_fields_were_added(tmp_path: Path) -> None:
+    """A record hashed before the format and clip fields existed is found for a config that
+    leaves them at their no-op values, and not for one that uses them."""
+    from abqlab.track.store import known_hashes, ok_record
+
+    old = {**CONFIG, "calib": {"method": "rtn"}}  # the layout before those fields
+    now = {**CONFIG, "quant": {**CONFIG["quant"], "w_format": "int", "a_format": "int",
+                               "w_scale_rule": "none", "kv_format": "int",
+                               "kv_granularity": "token", "a_clip": 1.0},
+           "calib": {"method": "rtn", "lorc": {"rank": 0, "ranks": {}, "factor_bits": 8}}}
+    assert config_hash(now) != config_hash(old)
+    store = tmp_path / "runs.jsonl"
+    append_record(store, {"config_hash": config_hash(old), "status": "ok", "metrics": {"m": 1}})
+    assert ok_record(store, known_hashes(now))["metrics"] == {"m": 1}
+    clipped = {**now, "quant": {**now["quant"], "a_clip": 0.9}}
+    fp8 = {**now, "quant": {**now["quant"], "a_format": "fp8_e4m3"}}
+    assert known_hashes(clipped)[0] == config_hash(clipped)
+    assert ok_record(store, known_hashes(clipped)) is None
+    assert ok_record(store, known_hashes(fp8)) is None

@@ -73,8 +73,42 @@ def hash_view(config: dict[str, Any]) -> dict[str, Any]:
 
 def config_hash(config: dict[str, Any]) -> str:
     """Stable 16-hex-digit hash of the semantic part of a resolved config (:func:`hash_view`)."""
-    text = json.dumps(hash_view(config), sort_keys=True, default=str)
+    return digest_of(hash_view(config))
+
+
+def digest_of(view: dict[str, Any]) -> str:
+    """The 16-hex-digit SHA-256 of a hash view."""
+    text = json.dumps(view, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Config fields added after stores were recorded, oldest group first, each with the value that
+# changes nothing. A record made before a group existed was hashed without its fields, so a config
+# that leaves them at these values also matches that older hash (see :func:`known_hashes`).
+ADDED_FIELD_GROUPS: tuple[dict[tuple[str, str], Any], ...] = (
+    {  # number formats and LoRC
+        ("quant", "w_format"): "int", ("quant", "a_format"): "int",
+        ("quant", "w_scale_rule"): "none", ("quant", "kv_format"): "int",
+        ("quant", "kv_granularity"): "token",
+        ("calib", "lorc"): {"rank": 0, "ranks": {}, "factor_bits": 8},
+    },
+    {("quant", "a_clip"): 1.0},  # rotations: per-token activation clip ratio
+)
+
+
+def known_hashes(config: dict[str, Any]) -> list[str]:
+    """This config's hash, then the hashes it had before each group of added fields existed
+    (only where it leaves those fields at their no-op values)."""
+    view = hash_view(config)
+    hashes = [digest_of(view)]
+    for start in range(len(ADDED_FIELD_GROUPS) - 1, -1, -1):
+        added = {k: v for group in ADDED_FIELD_GROUPS[start:] for k, v in group.items()}
+        if all(view.get(g, {}).get(key, value) == value for (g, key), value in added.items()):
+            older = {g: dict(v) if isinstance(v, dict) else v for g, v in view.items()}
+            for g, key in added:
+                older.get(g, {}).pop(key, None)
+            hashes.append(digest_of(older))
+    return list(dict.fromkeys(hashes))
 
 
 def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
@@ -119,11 +153,12 @@ def read_records(store: Path) -> Iterator[dict[str, Any]]:
                 continue
 
 
-def ok_record(store: Path, digest: str) -> dict[str, Any] | None:
-    """The latest record of this config hash that finished ok, if any."""
+def ok_record(store: Path, digest: str | list[str]) -> dict[str, Any] | None:
+    """The latest record with this config hash (or any of these) that finished ok, if any."""
+    wanted = {digest} if isinstance(digest, str) else set(digest)
     found = None
     for record in read_records(store):
-        if record.get("config_hash") == digest and record.get("status") == "ok":
+        if record.get("config_hash") in wanted and record.get("status") == "ok":
             found = record
     return found
 
