@@ -41,3 +41,14 @@ def test_table_marks_rows_against_the_baseline() -> None:
     assert lines[2] == "| abq | 11 ± 1 (n=3) |"
     assert lines[3].endswith("Δ +0.5 n.s. |")
     assert lines[4].endswith("Δ +10 significant |")
+
+
+def test_a_record_from_before_added_fields_joins_its_seed_family() -> None:
+    from abqlab.tables.seeds import family_key
+
+    old = {"config": {"quant": {"w_bits": 4}, "calib": {"name": "abq", "seed": 2}}}
+    new = {"config": {"quant": {"w_bits": 4, "a_clip": 1.0, "w_format": "int"},
+                      "calib": {"name": "abq", "seed": 1}}}
+    assert family_key(old) == family_key(new)
+    clipped = {"config": {"quant": {"w_bits": 4, "a_clip": 0.9}, "calib": {"name": "abq"}}}
+    assert family_key(clipped) != family_key(old)

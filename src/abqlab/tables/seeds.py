@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from abqlab.tables.summary import label, latest_by_config
-from abqlab.track.store import config_hash
+from abqlab.track.store import known_hashes
 
 # Config keys that only choose a random seed: runs differing in these alone repeat one setting.
 SEED_KEYS = (("seed",), ("calib", "seed"))
@@ -48,7 +48,8 @@ class Aggregate:
 
 
 def family_key(record: dict[str, Any]) -> str:
-    """The config hash with every seed key removed: equal for runs that differ only in seeds."""
+    """The config hash with every seed key removed: equal for runs that differ only in seeds
+    (the oldest of :func:`known_hashes`, so records from before fields were added group too)."""
     config = dict(record.get("config", {}))
     for path in SEED_KEYS:
         node = config
@@ -56,7 +57,7 @@ def family_key(record: dict[str, Any]) -> str:
             node[part] = dict(node.get(part, {}))
             node = node[part]
         node.pop(path[-1], None)
-    return config_hash(config)
+    return known_hashes(config)[-1]
 
 
 def metric_of(record: dict[str, Any], metric: str) -> float | None:
