@@ -1,4 +1,4 @@
-"""Seed tables: mean ± std per cell, and a difference called significant only beyond 2 SE."""
+"""Seed tables: mean ± std per cell, and a difference called significant only beyond 2 std."""
 
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ def test_aggregate_groups_over_seeds_and_skips_failures() -> None:
     assert agg.n == 3 and agg.mean == pytest.approx(12.0) and agg.std == pytest.approx(2.0)
 
 
-def test_significance_needs_more_than_two_standard_errors() -> None:
-    base = Aggregate((10.0, 11.0, 12.0))  # mean 11, std 1: SE of a difference = sqrt(2/3)
-    assert not Aggregate((11.5, 12.5, 13.5)).differs_from(base)  # Δ 1.5 < 2·0.816
-    assert Aggregate((12.0, 13.0, 14.0)).differs_from(base)  # Δ 2 > 1.63
+def test_significance_needs_more_than_two_std() -> None:
+    base = Aggregate((10.0, 11.0, 12.0))  # mean 11, std 1
+    assert not Aggregate((12.0, 13.0, 14.0)).differs_from(base)  # Δ 2: not beyond 2 std
+    assert Aggregate((12.5, 13.5, 14.5)).differs_from(base)  # Δ 2.5 > 2
+    assert not Aggregate((13.0, 15.0, 17.0)).differs_from(base)  # Δ 4 < 2 × the larger std 2
     assert not Aggregate((20.0,)).differs_from(base)  # one seed: no claim either way
 
 
