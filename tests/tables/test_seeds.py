@@ -40,8 +40,8 @@ def test_table_marks_rows_against_the_baseline() -> None:
     table = seed_table(records, "calib", "quant", "ppl/wiki", baseline="abq")
     lines = table.splitlines()
     assert lines[2] == "| abq | 11 ± 1 (n=3) |"
-    assert lines[3].endswith("Δ +0.5 n.s. |")
-    assert lines[4].endswith("Δ +10 significant |")
+    assert lines[3].endswith("Δ +0.5 n.s.; paired Δ +0.5 ± 0, 3/3 above |")
+    assert lines[4].endswith("Δ +10 significant; paired Δ +10 ± 0, 3/3 above |")
 
 
 def test_a_record_from_before_added_fields_joins_its_seed_family() -> None:
@@ -53,3 +53,13 @@ def test_a_record_from_before_added_fields_joins_its_seed_family() -> None:
     assert family_key(old) == family_key(new)
     clipped = {"config": {"quant": {"w_bits": 4, "a_clip": 0.9}, "calib": {"name": "abq"}}}
     assert family_key(clipped) != family_key(old)
+
+
+def test_paired_deltas_match_seeds_and_skip_unshared_ones() -> None:
+    from abqlab.tables.seeds import paired_deltas
+
+    records = [record("abq", "w4a4", s, v) for s, v in ((1, 10.0), (2, 20.0), (3, 30.0))]
+    records += [record("abq-no-akl", "w4a4", s, v) for s, v in ((3, 29.0), (1, 12.0), (4, 1.0))]
+    deltas = paired_deltas(records, "calib", "quant", "ppl/wiki", baseline="abq")
+    assert sorted(deltas[("abq-no-akl", "w4a4")]) == [-1.0, 2.0]  # seeds 1 and 3; 4 unshared
+    assert ("abq", "w4a4") not in deltas

@@ -78,6 +78,44 @@ def aggregate(
     return {key: Aggregate(tuple(values)) for key, values in groups.items()}
 
 
+def seed_of(record: dict[str, Any]) -> tuple[Any, ...]:
+    """The record's values of :data:`SEED_KEYS` (equal for runs on the same windows)."""
+    values = []
+    for path in SEED_KEYS:
+        node: Any = record.get("config", {})
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        values.append(node)
+    return tuple(values)
+
+
+def paired_deltas(
+    records: list[dict[str, Any]], rows: str, cols: str, metric: str, baseline: str
+) -> dict[tuple[str, str], list[float]]:
+    """Per (row, column), ``metric`` minus the baseline row's on each seed both have."""
+    by_seed: dict[tuple[str, str], dict[tuple[Any, ...], float]] = {}
+    for record in records:
+        value = metric_of(record, metric)
+        if value is not None:
+            key = (label(record, rows), label(record, cols))
+            by_seed.setdefault(key, {})[seed_of(record)] = value
+    deltas = {}
+    for (row, col), values in by_seed.items():
+        base = by_seed.get((baseline, col), {})
+        shared = [seed for seed in values if seed in base]
+        if row != baseline and shared:
+            deltas[(row, col)] = [values[seed] - base[seed] for seed in shared]
+    return deltas
+
+
+def paired_text(deltas: list[float]) -> str:
+    """'paired Δ +m ± s, k/n above': the mean and std of per-seed differences, and how many are
+    above zero (same windows on both sides, so the windows' own noise cancels)."""
+    above = sum(d > 0 for d in deltas)
+    spread = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
+    return f"paired Δ {statistics.fmean(deltas):+.3g} ± {spread:.3g}, {above}/{len(deltas)} above"
+
+
 def fmt(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3g}"
 
@@ -87,6 +125,7 @@ def seed_table(
 ) -> str:
     """Markdown: mean ± std (n) per cell; with ``baseline``, Δ against it and significance."""
     groups = aggregate(records, rows, cols, metric)
+    paired = paired_deltas(records, rows, cols, metric, baseline) if baseline else {}
     row_names = list(dict.fromkeys(r for r, _ in groups))
     col_names = list(dict.fromkeys(c for _, c in groups))
     lines = [
@@ -105,6 +144,8 @@ def seed_table(
             if base is not None and row != baseline:
                 verdict = "significant" if agg.differs_from(base) else "n.s."
                 text += f"; Δ {agg.mean - base.mean:+.3g} {verdict}"
+                if (row, col) in paired:
+                    text += f"; {paired_text(paired[(row, col)])}"
             cells.append(text)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
