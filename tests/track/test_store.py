@@ -150,8 +150,9 @@ def test_ok_record_is_the_latest_ok_one(tmp_path: Path) -> None:
 
 
 def test_hash_ignores_run_bookkeeping_keys() -> None:
-    digest = config_hash(CONFIG)
-    extra = {**CONFIG, "resume": False, "objective": "ppl/c4", "diagnostics": {"enabled": False},
+    split = {**CONFIG, "calib": {"method": "rtn", "data": {"name": "wiki"}}}  # today's layout
+    digest = config_hash(split)
+    extra = {**split, "resume": False, "objective": "ppl/c4", "diagnostics": {"enabled": False},
              "data": {"name": "alias"}}
     assert config_hash(extra) == digest
 
@@ -175,3 +176,12 @@ def test_configs_match_records_made_before_fields_were_added(tmp_path: Path) -> 
     assert known_hashes(clipped)[0] == config_hash(clipped)
     assert ok_record(store, known_hashes(clipped)) is None
     assert ok_record(store, known_hashes(fp8)) is None
+
+
+def test_a_record_from_before_the_data_split_hashes_its_data() -> None:
+    """Old records carry one top-level ``data`` and no ``calib.data``: that data is what they
+    computed on, so it stays in their hash (recomputed hashes equal the recorded ones)."""
+    old = {**CONFIG, "data": {"name": "wiki", "test_every": 10}}
+    other = {**CONFIG, "data": {"name": "wiki", "test_every": 7}}
+    assert config_hash(old) != config_hash(other)
+    assert config_hash({**old, "data": {**old["data"], "skip_test_docs": 0}}) == config_hash(old)

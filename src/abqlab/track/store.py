@@ -59,16 +59,21 @@ def hash_view(config: dict[str, Any]) -> dict[str, Any]:
     if "quant" in view:
         view["quant"] = without_unused_mixed_precision(view["quant"])
     calib, evaluation = view.get("calib"), view.get("eval")
+    if isinstance(config.get("data"), dict) and not (isinstance(calib, dict) and "data" in calib):
+        view["data"] = without_new_data_fields(config["data"])  # recorded before the split
     if not (isinstance(calib, dict) and isinstance(evaluation, dict)):
         return view
     data, datasets = calib.get("data"), evaluation.get("datasets")
     if isinstance(data, dict) and datasets == [data]:
         view["calib"] = {k: v for k, v in calib.items() if k != "data"}
         view["eval"] = {k: v for k, v in evaluation.items() if k != "datasets"}
-        view["data"] = {
-            k: v for k, v in data.items() if k not in NEW_DATA_FIELDS or v != NEW_DATA_FIELDS[k]
-        }
+        view["data"] = without_new_data_fields(data)
     return view
+
+
+def without_new_data_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the fields added since the first stores, where they change nothing."""
+    return {k: v for k, v in data.items() if k not in NEW_DATA_FIELDS or v != NEW_DATA_FIELDS[k]}
 
 
 def config_hash(config: dict[str, Any]) -> str:
