@@ -4,22 +4,17 @@ each GPTQ setting, compares with the peer on the same format and applies issue 1
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-TABLE = Path(__file__).resolve().parents[2] / "experiments" / "peers" / "table.py"
+from abq_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def table() -> Any:
-    spec = importlib.util.spec_from_file_location("peers_table", TABLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("experiments/peers/table.py", "peers_table")
     return module
 
 

@@ -4,22 +4,17 @@ ok are hidden, and the claims are read from the store only."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-TABLE = Path(__file__).resolve().parents[2] / "experiments" / "formats" / "table.py"
+from abq_helpers import load_script
 
 
 @pytest.fixture
 def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    spec = importlib.util.spec_from_file_location("formats_table", TABLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("experiments/formats/table.py", "formats_table")
     monkeypatch.setattr(module, "STORE", tmp_path / "runs.jsonl")
     return module
 

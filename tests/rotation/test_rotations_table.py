@@ -4,22 +4,17 @@ from other stores count only on the same evaluation protocol."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-TABLE = Path(__file__).resolve().parents[2] / "experiments" / "rotations" / "table.py"
+from abq_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def table() -> Any:
-    spec = importlib.util.spec_from_file_location("rotations_table", TABLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("experiments/rotations/table.py", "rotations_table")
     return module
 
 

@@ -106,28 +106,3 @@ class Probe:
             "linears": list(self.linears),
             **{kind: self.states[kind] for kind in ("float", "quant")},
         }
-
-
-def model_size_mb(model: nn.Module) -> float:
-    """Storage of the parameters at the run's bit widths: quantized weights at their storage
-    bits plus a 16-bit scale and zero per group; every other parameter at 16 bits; a shared
-    tensor (tied embeddings) once."""
-    total_bits, seen = 0, set()
-    quantized = {
-        id(m.weight): m for m in model.modules() if isinstance(m, FakeQuantLinear) and m.w_spec
-    }
-    for tensor in model.parameters():
-        key = (tensor.data_ptr(), tensor.numel())
-        if key in seen or tensor.numel() == 0:
-            continue
-        seen.add(key)
-        module = quantized.get(id(tensor))
-        if module is None:
-            total_bits += 16 * tensor.numel()
-            continue
-        spec = module.w_spec
-        rows, cols = tensor.shape
-        group = cols if spec.group <= 0 else spec.group
-        groups = 1 if spec.group == 0 else rows * -(-cols // group)
-        total_bits += spec.storage_bits * tensor.numel() + 32 * groups
-    return total_bits / 8 / 2**20
