@@ -123,6 +123,7 @@ def peer_quantize(loaded: Any, quant: QuantConfig, calib: CalibConfig, data: Dat
         {"input_ids": windows.tolist(), "attention_mask": torch.ones_like(windows).tolist()}
     )
     modifiers = recipe(method, quant, actorder)
+    patches = cpu_only_patches()
     if method != "rtn":
         oneshot(
             model=loaded.model,
@@ -137,7 +138,22 @@ def peer_quantize(loaded: Any, quant: QuantConfig, calib: CalibConfig, data: Dat
     loaded.model.eval()
     use_abqlab_attention(loaded.model)  # evaluate through abqlab's attention, as abqlab does
     return {"windows_sum": int(windows.sum()), "windows_shape": list(windows.shape),
-            "recipe": [repr(m) for m in modifiers]}
+            "recipe": [repr(m) for m in modifiers], "peer_patches": patches}
+
+
+def cpu_only_patches() -> list[str]:
+    """Make the peer run without CUDA; returns what was patched (recorded with the run).
+
+    llm-compressor 0.14's AWQ pins its cached activations (``IntermediatesCache.pin_memory``),
+    which raises on a CPU-only torch. Pinning only speeds host-to-device copies, so a no-op
+    changes no number.
+    """
+    if torch.cuda.is_available():
+        return []
+    from llmcompressor.pipelines.cache import IntermediatesCache
+
+    IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
+    return ["IntermediatesCache.pin_memory -> no-op (CPU-only torch)"]
 
 
 def main(argv: list[str] | None = None) -> int:
