@@ -88,6 +88,8 @@ class AWQ(Component):
             full = expand_kv(scale, ctx.kv_repeat, ctx.head_dim) if pair.kv_groups else scale
             for path in pair.consumers:
                 input_scale[path] = full
+        for path in input_scale:  # bake() fixed these grids on the weights before the fold
+            refresh_grid(linears[path])
         if not self.cfg.clip:
             return
         for path, linear in linears.items():
@@ -194,6 +196,15 @@ def fold(ctx: BlockContext, pair: SmoothPair, scale: torch.Tensor) -> None:
     for path in pair.consumers:
         weight = ctx.linear(path).weight
         weight.data.mul_(full.to(weight)[None, :])
+
+
+def refresh_grid(linear: FakeQuantLinear) -> None:
+    """Fix ``linear``'s min/max grid anew on its current weight."""
+    if linear.w_spec is None:
+        return
+    linear.w_scale = linear.w_zero = None
+    scale, zero = linear.weight_qparams(linear.grouped(linear.weight.detach()))
+    linear.set_grid(scale.detach().clone(), zero.detach().clone())
 
 
 def clipped_grid(
