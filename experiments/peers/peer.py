@@ -39,6 +39,7 @@ from abqlab.validate import check_run
 
 METHODS = ("rtn", "gptq", "awq")
 ACTORDERS = ("static", "none")
+OBSERVERS = ("memoryless_minmax", "memoryless_mse")  # the latter: the peer's MSE grid search
 PEER_PACKAGES = ("llmcompressor", "compressed-tensors")
 
 
@@ -56,7 +57,7 @@ def peer_versions() -> dict[str, str | None]:
     return out
 
 
-def weight_args(quant: QuantConfig, actorder: str | None) -> Any:
+def weight_args(quant: QuantConfig, actorder: str | None, observer: str | None = None) -> Any:
     """compressed-tensors QuantizationArgs for abqlab's weight settings (one-line refusals)."""
     from compressed_tensors.quantization import QuantizationArgs
 
@@ -77,10 +78,12 @@ def weight_args(quant: QuantConfig, actorder: str | None) -> Any:
         strategy=strategy,
         group_size=group,
         actorder=actorder,
+        observer=observer,
     )
 
 
-def recipe(method: str, quant: QuantConfig, actorder: str) -> list[Any]:
+def recipe(method: str, quant: QuantConfig, actorder: str, observer: str | None = None
+           ) -> list[Any]:
     """The peer's modifiers for ``method`` (lm_head and embeddings stay in float, as in abqlab)."""
     from compressed_tensors.quantization import QuantizationScheme
     from llmcompressor.modifiers.gptq import GPTQModifier
@@ -90,7 +93,8 @@ def recipe(method: str, quant: QuantConfig, actorder: str) -> list[Any]:
     order = None if actorder == "none" else actorder
     scheme = {
         "group_0": QuantizationScheme(
-            targets=["Linear"], weights=weight_args(quant, order if method == "gptq" else None)
+            targets=["Linear"],
+            weights=weight_args(quant, order if method == "gptq" else None, observer),
         )
     }
     if method == "rtn":
@@ -111,7 +115,7 @@ def recipe(method: str, quant: QuantConfig, actorder: str) -> list[Any]:
 
 
 def peer_quantize(loaded: Any, quant: QuantConfig, calib: CalibConfig, data: DataConfig,
-                  method: str, actorder: str) -> dict[str, Any]:
+                  method: str, actorder: str, observer: str | None = None) -> dict[str, Any]:
     """Quantize ``loaded.model`` in place with the peer on abqlab's calibration windows."""
     from datasets import Dataset
     from llmcompressor import oneshot
@@ -122,7 +126,7 @@ def peer_quantize(loaded: Any, quant: QuantConfig, calib: CalibConfig, data: Dat
     dataset = Dataset.from_dict(
         {"input_ids": windows.tolist(), "attention_mask": torch.ones_like(windows).tolist()}
     )
-    modifiers = recipe(method, quant, actorder)
+    modifiers = recipe(method, quant, actorder, observer)
     patches = cpu_only_patches()
     if method != "rtn":
         oneshot(
@@ -161,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=METHODS, required=True)
     parser.add_argument("--actorder", choices=ACTORDERS, default="static",
                         help="GPTQ column order (the peer's default: static)")
+    parser.add_argument("--observer", choices=OBSERVERS, default=None,
+                        help="the weight grid's observer (default: the peer's min/max)")
     parser.add_argument("overrides", nargs="*", help="abqlab Hydra overrides")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     config["peer"] = {"name": "llmcompressor", "method": args.method, **peer_versions()}
     if args.method == "gptq":
         config["peer"].update(actorder=args.actorder, block_size=128, dampening_frac=0.01)
+    if args.observer is not None:
+        config["peer"]["observer"] = args.observer
     record: dict[str, Any] = {
         "config_hash": config_hash(config), "config": config, "status": "running",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timings": {}, "metrics": {},
@@ -191,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         weight_args(quant, None)  # refuse unsupported settings before calibrating
         start = time.perf_counter()
         record["calibration"] = peer_quantize(loaded, quant, calib, data, args.method,
-                                              args.actorder)
+                                              args.actorder, args.observer)
         record["timings"]["calibration_s"] = time.perf_counter() - start
         start = time.perf_counter()
         metrics, info = evaluate(loaded, eval_cfg, data, Path("."))

@@ -68,8 +68,11 @@ def gptq_settings(config: dict[str, Any]) -> dict[str, Any] | None:
         if peer.get("method") != "gptq":
             return None
         order = peer.get("actorder", "static")
-        return {"act_order": order != "none", **PEER_GPTQ,
-                "groups": "static" if order != "none" else "—"}
+        out = {"act_order": order != "none", **PEER_GPTQ,
+               "groups": "static" if order != "none" else "—"}
+        if peer.get("observer") == "memoryless_mse":
+            out["grid"] = "mse (memoryless_mse)"
+        return out
     settings = (config["calib"].get("components") or {}).get("gptq")
     if not settings or not settings.get("enabled", True):
         return None
@@ -94,6 +97,8 @@ def method_label(config: dict[str, Any]) -> str:
         peer = config["peer"]
         order = peer.get("actorder", "static")
         extra = "" if peer["method"] != "gptq" or order == "static" else f" (actorder={order})"
+        if peer.get("observer") == "memoryless_mse":
+            extra += " (mse grid)"
         return f"llm-compressor {peer['method']}{extra}"
     gptq = gptq_settings(config)
     if calib["name"] == "gptq" and gptq is not None:
@@ -243,7 +248,8 @@ def gptq_settings_table(cells: Cells, quants: list[str]) -> list[str]:
                 continue
             is_peer = "peer" in records[0]["config"]
             values = ok_values(records)
-            delta, ok = ("(reference)", "") if is_peer else verdict(values, peer)
+            is_reference = is_peer and "observer" not in records[0]["config"]["peer"]
+            delta, ok = ("(reference)", "") if is_reference else verdict(values, peer)
             if not values:
                 delta, ok = "—", "—"
             elif protocol(records[0]["config"]) and not is_peer:
