@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from abqlab.calib import METHODS
 from abqlab.calib.components import COMPONENTS, build_component
-from abqlab.calib.components.rotation import smoothing_conflict
+from abqlab.calib.components.rotation import smoothing_conflict, training_conflict
 from abqlab.calib.curve import SELECTIONS
 from abqlab.calib.losses import LOSSES
 from abqlab.calib.schedule import SCHEDULES
@@ -111,7 +111,8 @@ def check_calib(cfg: DictConfig) -> None:
         if name not in LOSSES:
             raise ConfigError(f"calib.losses.{name}", calib.losses[name], ", ".join(LOSSES.names()))
     check_weight_components(cfg)
-    conflict = smoothing_conflict(dict(calib.components))
+    conflict = smoothing_conflict(dict(calib.components)) or training_conflict(
+        calib.method, calib.get("epochs", 0), dict(calib.components))
     if conflict:
         raise ConfigError(*conflict)
     problem = check_calib_formats(cfg.quant, calib)

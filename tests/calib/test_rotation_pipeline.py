@@ -85,6 +85,23 @@ def test_abq_with_rotation_needs_the_pairs_override(composer: Callable[..., Any]
 
 
 @pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (("calib=rtn", "+calib.components.rotation.learn=[heads]"), "block trainer"),
+        (("calib=spinquant", "calib.epochs=0"), "block trainer"),
+        (("calib=load", "calib.load_from=/nonexistent", "+calib.components.rotation.enabled=true"),
+         "calib=load"),
+    ],
+)
+def test_rotation_settings_that_cannot_act_are_refused(
+    composer: Callable[..., Any], overrides: tuple[str, ...], match: str
+) -> None:
+    cfg = composer("model=smollm2-2layer", "logger=none", "quant=w4a4", *overrides)
+    with pytest.raises(ConfigError, match=match):
+        check_run(cfg)
+
+
+@pytest.mark.parametrize(
     "preset, extra",
     [
         ("rtn", ()),

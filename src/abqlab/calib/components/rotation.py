@@ -144,3 +144,22 @@ def smoothing_conflict(components: dict[str, Any]) -> tuple[str, Any, str] | Non
                     f"pairs without {', '.join(bad)} while the rotation puts an online rotation "
                     f"between them (e.g. ++calib.components.{name}.pairs=[{','.join(keep)}])")
     return None
+
+
+def training_conflict(method: str, epochs: int, components: dict[str, Any]
+                      ) -> tuple[str, Any, str] | None:
+    """(key, value, allowed) when the rotation cannot do what its settings ask: a learned
+    rotation with nothing to train it, or any rotation on a saved model being loaded."""
+    settings = dict(components.get("rotation") or {})
+    if "rotation" not in components or not settings.get("enabled", True):
+        return None
+    if method == "load":
+        return ("calib.components.rotation", settings,
+                "no rotation with calib=load: the saved model carries the rotation it was "
+                "quantized with")
+    learn = list(settings.get("learn") or [])
+    if learn and (method != "blockwise" or epochs < 1):
+        return ("calib.components.rotation.learn", learn,
+                f"[] with calib.method={method} and calib.epochs={epochs}: a learned rotation "
+                "needs the block trainer (calib.method=blockwise, calib.epochs >= 1)")
+    return None
