@@ -31,15 +31,14 @@ HESSIANS = ("float", "quantized", "sequential")
 
 @dataclass
 class GPTQConfig(ComponentConfig):
-    """GPTQ settings; defaults as in conf/calib/gptq.yaml, chosen on SmolLM2 W3 g64
-    (experiments/peers/README.md): act-order, static groups, float Hessians. ``grid='mse'``
-    measured stronger there but is not the default yet (see the preset's comment)."""
+    """GPTQ settings; defaults as in conf/calib/gptq.yaml, chosen on SmolLM2
+    (experiments/peers/README.md): act-order, static groups, float Hessians, MSE grid."""
 
     damp: float = 0.01
     block_size: int = 128
     act_order: bool = True
     groups: str = "static"
-    grid: str = "minmax"
+    grid: str = "mse"
     mse_steps: int = 100
     mse_max_shrink: float = 0.8
     mse_norm: float = 2.4
