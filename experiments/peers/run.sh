@@ -2,7 +2,7 @@
 # Every command behind experiments/peers/runs.jsonl (issue 16), then the table.
 #
 #   bash experiments/peers/run.sh            # the measured rows (what the store holds), ~3.5 h
-#   bash experiments/peers/run.sh todo       # the rest of issue 16's matrix, not yet measured
+#   bash experiments/peers/run.sh measured2  # the second session's rows (seeds, W4, per channel, AWQ)
 #   bash experiments/peers/run.sh all        # both
 #   DRY=1 bash experiments/peers/run.sh all  # print the commands only
 #
@@ -63,12 +63,14 @@ measured() {
   abq calib=rtn quant=w4a16 quant.w_sym=true "${BUDGET[@]}"
 }
 
-todo() {  # issue 16's remaining matrix; skip_done keeps abqlab from repeating a recorded config
+measured2() {  # the second session's rows (commits 0041385 … 36cd5d9, see each record)
+  local W4G64=(quant=w4a16 quant.w_group=64)
   for seed in 1 2; do  # ≥ 3 seeds where the difference is under 3 %
     peer --method gptq "${W3G64[@]}" "${BUDGET[@]}" "calib.seed=$seed"
-    gptq true static minmax float 0 "$seed" "${W3G64[@]}" skip_done=true
-    gptq true static minmax sequential 0 "$seed" "${W3G64[@]}" skip_done=true
     gptq true static mse float 0 "$seed" "${W3G64[@]}" skip_done=true
+    gptq true static minmax float 0 "$seed" "${W3G64[@]}" skip_done=true
+    peer --method gptq "${W4G64[@]}" "${BUDGET[@]}" "calib.seed=$seed"
+    gptq true static mse float 0 "$seed" "${W4G64[@]}" skip_done=true
   done
   for quant in "quant=w4a16 quant.w_group=64" "quant=w3a16 quant.w_group=-1" \
                "quant=w4a16 quant.w_group=-1" "quant=w4a16 quant.w_group=-1 quant.w_sym=true"; do
@@ -81,16 +83,18 @@ todo() {  # issue 16's remaining matrix; skip_done keeps abqlab from repeating a
     gptq true static minmax float 0 0 "${q[@]}" skip_done=true
     gptq true static mse float 0 0 "${q[@]}" skip_done=true
   done
+  # The peer's GPTQ with its own MSE observer: is abqlab's lead at grid=mse the grid alone?
+  peer --method gptq --observer memoryless_mse "${W3G64[@]}" "${BUDGET[@]}" calib.seed=0
   # AWQ W4 g64: the peer's AWQModifier + RTN, abqlab's awq and awq_gptq presets.
-  peer --method awq quant=w4a16 quant.w_group=64 "${BUDGET[@]}" calib.seed=0
-  abq calib=awq quant=w4a16 quant.w_group=64 "${BUDGET[@]}" calib.seed=0 skip_done=true
-  abq calib=awq_gptq quant=w4a16 quant.w_group=64 "${BUDGET[@]}" calib.seed=0 skip_done=true
+  peer --method awq "${W4G64[@]}" "${BUDGET[@]}" calib.seed=0
+  abq calib=awq "${W4G64[@]}" "${BUDGET[@]}" calib.seed=0 skip_done=true
+  abq calib=awq_gptq "${W4G64[@]}" "${BUDGET[@]}" calib.seed=0 skip_done=true
 }
 
 case "$PART" in
   measured) measured ;;
-  todo) todo ;;
-  all) measured; todo ;;
-  *) echo "usage: $0 [measured|todo|all]" >&2; exit 2 ;;
+  measured2) measured2 ;;
+  all) measured; measured2 ;;
+  *) echo "usage: $0 [measured|measured2|all]" >&2; exit 2 ;;
 esac
 run python experiments/peers/table.py
