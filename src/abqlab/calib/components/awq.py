@@ -36,8 +36,8 @@ PAIRS = ("qkv", "vo", "gate_up", "up_down")
 @dataclass
 class AWQConfig(ComponentConfig):
     """AWQ settings; defaults are AutoAWQ's (20-point α grid, duo scaling, clipping search with
-    shrink up to 0.5, q/k not clipped), not yet measured on the full model
-    (experiments/peers/README.md, *Not measured*)."""
+    shrink up to 0.5, q/k not clipped). SmolLM2 W4 g64 (experiments/peers): 16.33 vs
+    llm-compressor's AWQ 16.90 and RTN 18.47, one seed."""
 
     n_grid: int = 20
     duo: bool = True
