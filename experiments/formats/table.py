@@ -39,8 +39,8 @@ def row_of(config: dict[str, Any]) -> tuple[str, str, str]:
     pair = (f"W {side(q['w_format'], q['w_bits'], q['w_group'], q['w_sym'], True)} / "
             f"A {side(q['a_format'], q['a_bits'], q['a_group'], q['a_sym'], False)}")
     if q["k_bits"] != 16:
-        pair += (f" / KV {q['kv_format'] if q['kv_format'] != 'int' else 'INT'}{q['k_bits']}"
-                 f" per-{q['kv_granularity']}")
+        kv = f"INT{q['k_bits']}" if q["kv_format"] == "int" else q["kv_format"].upper()
+        pair += f" / KV {kv} per-{q['kv_granularity']}"
     variant = []
     if q.get("w_scale_rule", "none") != "none":
         variant.append(q["w_scale_rule"].upper())
