@@ -38,6 +38,7 @@ GPTQ_KEYS = ("act_order", "groups", "grid", "hessian", "skip_first_tokens")
 # with groups, each group's grid from the error-updated weights when it starts (= dynamic),
 # Hessians recorded with the block's linears round-to-nearest quantized (= quantized).
 GPTQ_V1 = {"groups": "dynamic", "grid": "minmax", "hessian": "quantized", "skip_first_tokens": 0}
+PEER_REFERENCE = "llm-compressor gptq"  # the peer's defaults: the column every Δ is against
 PEER_GPTQ = {"groups": "static", "grid": "minmax (memoryless_minmax)",
              "hessian": "float (layer-sequential pipeline)", "skip_first_tokens": 0}
 
@@ -198,7 +199,7 @@ def verdict(ours: list[float], peer: list[float]) -> tuple[str, str]:
 
 
 def peer_gptq(cells: Cells, quant: str) -> tuple[list[float], list[dict[str, Any]]]:
-    records = cells.get((quant, "llm-compressor gptq"), [])
+    records = cells.get((quant, PEER_REFERENCE), [])
     return ok_values(records), records
 
 
@@ -239,7 +240,7 @@ def gptq_settings_table(cells: Cells, quants: list[str]) -> list[str]:
     for quant in quants:
         peer, _ = peer_gptq(cells, quant)
         rows = []
-        for (q, _method), records in cells.items():
+        for (q, method), records in cells.items():
             if q != quant:
                 continue
             settings = gptq_settings(records[0]["config"])
@@ -248,7 +249,7 @@ def gptq_settings_table(cells: Cells, quants: list[str]) -> list[str]:
                 continue
             is_peer = "peer" in records[0]["config"]
             values = ok_values(records)
-            is_reference = is_peer and "observer" not in records[0]["config"]["peer"]
+            is_reference = method == PEER_REFERENCE  # the cell peer_gptq() compares against
             delta, ok = ("(reference)", "") if is_reference else verdict(values, peer)
             if not values:
                 delta, ok = "—", "—"

@@ -32,10 +32,12 @@ SHAPES = [
 
 
 CUDA_CALLS = 50  # calls per timed repeat on a GPU
+DEVICE = torch.device("cpu")  # set by main(): --device
+DTYPE = torch.float32  # float16 on CUDA
 
 
 def median_seconds(fn, repeats: int) -> float:
-    calls = CUDA_CALLS if torch.cuda.is_available() and DEVICE.type == "cuda" else 1
+    calls = CUDA_CALLS if DEVICE.type == "cuda" else 1
     fn()  # warm-up
     sync()
     times = []
@@ -46,10 +48,6 @@ def median_seconds(fn, repeats: int) -> float:
         sync()
         times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
-
-
-DEVICE = torch.device("cpu")
-DTYPE = torch.float32
 
 
 def sync() -> None:

@@ -133,14 +133,23 @@ class FakeQuantLinear(nn.Module):
     def bake(self) -> None:
         """Store the transformed weight and fix the grid; clear transforms and clipping."""
         weight, bias = self.transformed()
-        if self.w_spec is not None and self.w_scale is None:
-            scale, zero = self.weight_qparams(self.grouped(weight))
-            self.w_scale, self.w_zero = scale.detach().clone(), zero.detach().clone()
         self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
         if bias is not None:
             self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        if self.w_scale is None:
+            self.refresh_grid()  # with the learned clipping, before it is cleared
         self.weight_transforms = []
         self.clip = None
+
+    @torch.no_grad()
+    def refresh_grid(self) -> None:
+        """Fix the grid anew on the stored weight: min/max, or the clipping while one is set
+        (e.g. after a component rescaled a baked weight)."""
+        if self.w_spec is None:
+            return
+        self.w_scale = self.w_zero = None
+        scale, zero = self.weight_qparams(self.grouped(self.weight.detach()))
+        self.set_grid(scale.detach().clone(), zero.detach().clone())
 
     def set_grid(
         self, scale: torch.Tensor, zero: torch.Tensor, g_idx: torch.Tensor | None = None

@@ -89,7 +89,7 @@ class AWQ(Component):
             for path in pair.consumers:
                 input_scale[path] = full
         for path in input_scale:  # bake() fixed these grids on the weights before the fold
-            refresh_grid(linears[path])
+            linears[path].refresh_grid()
         if not self.cfg.clip:
             return
         for path, linear in linears.items():
@@ -196,15 +196,6 @@ def fold(ctx: BlockContext, pair: SmoothPair, scale: torch.Tensor) -> None:
     for path in pair.consumers:
         weight = ctx.linear(path).weight
         weight.data.mul_(full.to(weight)[None, :])
-
-
-def refresh_grid(linear: FakeQuantLinear) -> None:
-    """Fix ``linear``'s min/max grid anew on its current weight."""
-    if linear.w_spec is None:
-        return
-    linear.w_scale = linear.w_zero = None
-    scale, zero = linear.weight_qparams(linear.grouped(linear.weight.detach()))
-    linear.set_grid(scale.detach().clone(), zero.detach().clone())
 
 
 def clipped_grid(
