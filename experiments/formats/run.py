@@ -4,7 +4,8 @@ Every run is recorded in experiments/formats/runs.jsonl and skipped on a re-run 
 ok record (``skip_done``); one run at a time, one thread (the machine is shared).
 
     python experiments/formats/run.py ppl        # perplexity rows (RTN first, then GPTQ)
-    python experiments/formats/run.py zeroshot   # the key rows' zero-shot avg6 (limit 50)
+    python experiments/formats/run.py zeroshot   # RTN rows' zero-shot avg6 (limit 50); the GPTQ
+                                                 # rows get theirs inside their ppl run
     python experiments/formats/run.py ppl --only fp4   # rows whose name contains "fp4"
 """
 
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from rows import ZEROSHOT, ppl_runs
+from rows import SIX_TASKS, ZEROSHOT, ZEROSHOT_WITH_PPL, ppl_runs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -44,10 +45,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=50, help="zero-shot documents per task")
     args = parser.parse_args()
     if args.what == "ppl":
-        runs = [(n, [*o, "eval=ppl", "eval.max_windows=40"]) for n, o in ppl_runs()]
+        runs = [(n, [*o, "eval=ppl", "eval.max_windows=40",
+                     *([SIX_TASKS, f"eval.limit={args.limit}"] if n in ZEROSHOT_WITH_PPL else [])])
+                for n, o in ppl_runs()]
     else:
-        six = "eval.tasks=[piqa,arc_easy,arc_challenge,boolq,hellaswag,winogrande]"
-        runs = [(n, [*o, "eval=zeroshot", six, f"eval.limit={args.limit}"]) for n, o in ZEROSHOT]
+        runs = [(n, [*o, "eval=zeroshot", SIX_TASKS, f"eval.limit={args.limit}"])
+                for n, o in ZEROSHOT]
     for name, overrides in runs:
         if args.only in name:
             run_cli(name, [*COMMON, *overrides])
