@@ -40,7 +40,8 @@ class BudgetConfig:
     bits). ``allocator``: knapsack | greedy | learned | search. ``sensitivity``: fisher (estimated:
     ½ Σ F·ΔW² with F the diagonal empirical Fisher; one backward per window) | kl (measured: the
     KL of the next-token distribution to the float one with that one linear at b bits; one
-    model tail per linear and width, about 30 min for SmolLM2 on 2 CPU cores).
+    model tail per linear and width, about 30 min for SmolLM2 on 2 CPU cores). ``weights``: how
+    each candidate width is quantized while allocating: rtn | gptq (alloc/candidates.py).
     """
 
     avg_bits: float | None = None
@@ -48,6 +49,7 @@ class BudgetConfig:
     candidates: list[int] = field(default_factory=lambda: [2, 3, 4, 8])
     allocator: str = "knapsack"
     sensitivity: str = "fisher"
+    weights: str = "rtn"
     nsamples: int = 8
     seqlen: int = 128
     seed: int = 0

@@ -31,6 +31,7 @@ def test_presets_pass() -> None:
         (["quant.budget.bytes=1000"], "quant.budget=avg_bits and bytes: allowed: one of"),
         (["quant.budget.allocator=knapsak"], "quant.budget.allocator=knapsak: allowed: greedy,"),
         (["quant.budget.sensitivity=hessian"], "quant.budget.sensitivity=hessian: allowed:"),
+        (["quant.budget.weights=awq"], "quant.budget.weights=awq: allowed: rtn, gptq"),
         (["quant.budget.candidates=[2,9]"], "quant.budget.candidates=[2, 9]: allowed:"),
         (["quant.w_format=fp4_e2m1", "quant.w_bits=4", "quant.w_sym=true"], "quant.w_bits=4"),
         (["quant.budget.steps=0"], "quant.budget.steps=0: allowed: >= 1"),

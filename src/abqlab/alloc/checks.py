@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from abqlab.alloc import ALLOCATORS
+from abqlab.alloc.candidates import WEIGHT_SOURCES
 from abqlab.alloc.problem import (
     BudgetError,
     Problem,
@@ -46,6 +47,8 @@ def check_budget_settings(quant: Any, calib: Any) -> Finding:
         return "quant.budget.allocator", b.allocator, ", ".join(ALLOCATORS.names())
     if b.sensitivity not in SENSITIVITIES:
         return "quant.budget.sensitivity", b.sensitivity, ", ".join(SENSITIVITIES)
+    if b.weights not in WEIGHT_SOURCES:
+        return "quant.budget.weights", b.weights, ", ".join(WEIGHT_SOURCES)
     if not b.candidates or any(w not in WIDTHS for w in b.candidates):
         return "quant.budget.candidates", list(b.candidates), "a list of widths in 1..8"
     if quant.w_bits == FP_BITS or quant.w_format != "int":

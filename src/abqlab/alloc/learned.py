@@ -1,11 +1,11 @@
 """Learned allocation (picoLLM's idea): a differentiable relaxation over the candidate widths.
 
-Each allocated linear's weight is the mixture Σ_b p_b Q_b(W) of its RTN-quantized candidates,
-p = softmax(logits / τ), τ annealed from 1 to 0.1 so the mixture hardens; the logits (Adam) are
-trained on the KL to the float model on the calibration windows plus ``penalty`` ·
-(E_p[size] / budget − 1)². After every step the argmax widths are rounded to the budget
-(downgrades losing the least log-probability per bit saved, then upgrades gaining the most) and
-that hard allocation's KL is measured. Logits start on the knapsack allocation of the
+Each allocated linear's weight is the mixture Σ_b p_b Q_b(W) of its quantized candidates (RTN
+or GPTQ: ``candidates.py``), p = softmax(logits / τ), τ annealed from 1 to 0.1 so the mixture
+hardens; the logits (Adam) are trained on the KL to the float model on the calibration windows
+plus ``penalty`` · (E_p[size] / budget − 1)². After every step the argmax widths are rounded to
+the budget (downgrades losing the least log-probability per bit saved, then upgrades gaining the
+most) and that hard allocation's KL is measured. Logits start on the knapsack allocation of the
 sensitivities; the result is the hard allocation with the least KL, the knapsack start and the
 widest uniform allocation within the budget included, so on the calibration windows it is never
 worse than either. (A straight-through variant, hard forward with the softmax's gradient, made
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from abqlab.alloc.knapsack import solve_knapsack
 from abqlab.alloc.problem import AllocContext, Problem
-from abqlab.alloc.sensitivity import CHUNK, rtn_weight
+from abqlab.alloc.sensitivity import CHUNK
 from abqlab.models.arch import get_module, set_module
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def install(problem: Problem, context: AllocContext, start: dict[str, int]) -> d
     mixes = {}
     for name in problem.names:
         linear = get_module(context.loaded.model, name)
-        stack = torch.stack([rtn_weight(linear, context.specs[b]) for b in problem.candidates])
+        stack = torch.stack([context.weights.weight(name, b) for b in problem.candidates])
         logits = START_LOGIT * torch.tensor([float(b == start[name]) for b in problem.candidates])
         mixes[name] = MixtureLinear(linear, stack, logits)
         set_module(context.loaded.model, name, mixes[name])

@@ -133,6 +133,6 @@ class AllocContext:
 
     loaded: Any  # LoadedModel, float weights
     windows: Any  # calibration windows [n, seqlen]
-    specs: dict[int, QuantSpec]
+    weights: Any  # CandidateWeights: each linear at each candidate width
     settings: Any  # BudgetConfig
     curve: list = dataclasses.field(default_factory=list)  # what a training allocator records

@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from abqlab.alloc import ALLOCATORS
+from abqlab.alloc.candidates import CandidateWeights
 from abqlab.alloc.problem import (
     AllocContext,
     BudgetError,
@@ -56,19 +57,21 @@ def float_bits_outside(loaded: LoadedModel, shapes: dict[str, tuple[int, int]]) 
 
 
 def sensitivities(
-    loaded: LoadedModel, quant: QuantConfig, data: DataConfig, names: list[str], windows: Any
+    loaded: LoadedModel, quant: QuantConfig, data: DataConfig, candidates: CandidateWeights,
+    windows: Any,
 ) -> tuple[dict[str, dict[int, float]], bool]:
     """The configured sensitivity table, from the cache when one matches."""
     b = quant.budget
-    specs = candidate_specs(quant, list(b.candidates))
     extra = {
-        "kind": b.sensitivity, "specs": {k: asdict(s) for k, s in specs.items()},
+        "kind": b.sensitivity, "specs": {k: asdict(s) for k, s in candidates.specs.items()},
         "nsamples": b.nsamples, "seqlen": b.seqlen, "seed": b.seed, "data": asdict(data),
+        **({"weights": b.weights} if b.weights != "rtn" else {}),  # rtn: the keys of old caches
     }
+    names = candidates.names
     key = fingerprint(*cache_key_parts(loaded, names, extra))
     return cached_sensitivities(
         b.sensitivity, key, b.cache_dir,
-        lambda: MEASURES[b.sensitivity](loaded, names, specs, windows),
+        lambda: MEASURES[b.sensitivity](loaded, names, candidates, windows),
     )
 
 
@@ -114,23 +117,26 @@ def allocate_bits(
     windows = calibration_windows(
         loaded.tokenizer, data, b.nsamples, b.seqlen, b.seed, loaded.add_bos
     )
-    table, cached = sensitivities(loaded, quant, data, list(shapes), windows)
+    specs = candidate_specs(quant, list(b.candidates))
+    candidates = CandidateWeights(loaded.model, list(shapes), specs, b.weights, windows,
+                                  loaded.device)
+    table, cached = sensitivities(loaded, quant, data, candidates, windows)
     other = float_bits_outside(loaded, shapes)
     problem = build_problem(quant, shapes, table, other)
-    context = AllocContext(loaded, windows, candidate_specs(quant, list(b.candidates)), b)
+    context = AllocContext(loaded, windows, candidates, b)
     bits = ALLOCATORS.get(b.allocator)(problem, context)
     if problem.total_cost(bits) > problem.budget:
         raise BudgetError(f"allocator {b.allocator} exceeded the budget: "
                           f"{problem.total_cost(bits)} > {problem.budget} bits")
-    summary = {"allocator": b.allocator, "sensitivity": b.sensitivity, "cached": cached,
-               **summarize(problem, bits, other)}
+    summary = {"allocator": b.allocator, "sensitivity": b.sensitivity, "weights": b.weights,
+               "cached": cached, **summarize(problem, bits, other)}
     if context.curve:
         summary["curve"] = context.curve
-    specs = candidate_specs(quant, list(b.candidates))
-    summary["rtn_kl"] = joint_kl(loaded, bits, specs, windows)  # measured, all linears at once
+    # measured with every linear at its candidate weight at once (``rtn_kl`` with RTN ones)
+    summary[f"{b.weights}_kl"] = joint_kl(loaded, bits, candidates, windows)
     if summary["uniform_bits"] is not None:
         uniform = problem.uniform(summary["uniform_bits"])
-        summary["uniform_rtn_kl"] = joint_kl(loaded, uniform, specs, windows)
+        summary[f"uniform_{b.weights}_kl"] = joint_kl(loaded, uniform, candidates, windows)
     summary["file"] = str(write_allocation(quant, bits, run_dir))
     log.info("allocation: %.3f bits per weight, %s", summary["avg_bits"], summary["histogram"])
     return dataclasses.replace(quant, layer_bits=bits), summary

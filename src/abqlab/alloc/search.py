@@ -16,30 +16,23 @@ from tqdm.auto import tqdm
 
 from abqlab.alloc.learned import Windows, starting_points
 from abqlab.alloc.problem import AllocContext, Problem
-from abqlab.alloc.sensitivity import rtn_weight, swap_weights
-from abqlab.models.arch import get_module
+from abqlab.alloc.sensitivity import swap_weights
 
 TRIES = 100  # random draws for a move that fits the budget
 
 
 class Evaluator:
-    """The KL of a hard allocation, weights RTN-quantized once per (linear, width)."""
+    """The KL of a hard allocation, each (linear, width) quantized once (``context.weights``)."""
 
     def __init__(self, problem: Problem, context: AllocContext) -> None:
         self.model = context.loaded.model
-        self.context = context
+        self.candidates = context.weights
         self.windows = Windows(self.model, context.windows, context.loaded.device)
-        self.cache: dict[tuple[str, int], torch.Tensor] = {}
-
-    def weight(self, name: str, bits: int) -> torch.Tensor:
-        if (name, bits) not in self.cache:
-            linear = get_module(self.model, name)
-            self.cache[name, bits] = rtn_weight(linear, self.context.specs[bits])
-        return self.cache[name, bits]
 
     @torch.no_grad()
     def kl(self, bits: dict[str, int]) -> float:
-        originals = swap_weights(self.model, {n: self.weight(n, b) for n, b in bits.items()})
+        chosen = {n: self.candidates.weight(n, b) for n, b in bits.items()}
+        originals = swap_weights(self.model, chosen)
         try:
             return self.windows.kl()
         finally:

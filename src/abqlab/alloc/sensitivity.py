@@ -1,10 +1,11 @@
 """Per-linear sensitivity to its weight bit width, from calibration windows, cached per model.
 
 ``kl`` (measured): the mean per-token KL(float ‖ quantized) of the next-token distribution when
-that one linear is RTN-quantized at b bits and every other weight stays float; the model runs
+that one linear is quantized at b bits and every other weight stays float; the model runs
 from the linear's block on, from the float hidden states cached at each block's input.
 ``fisher`` (estimated): ½ Σ F ⊙ (Q_b(W) − W)², F the diagonal empirical Fisher of the
 next-token loss (squared per-window gradients), one backward pass per window.
+Q_b(W) is the candidate weight of ``candidates.CandidateWeights`` (RTN or GPTQ).
 """
 
 from __future__ import annotations
@@ -19,22 +20,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from abqlab.alloc.candidates import CandidateWeights
 from abqlab.calib.capture import capture_block_inputs
 from abqlab.calib.train import run_block
 from abqlab.models.arch import blocks_of, get_module
 from abqlab.models.load import LoadedModel
-from abqlab.quant.fake_linear import FakeQuantLinear
-from abqlab.quant.spec import QuantSpec
 
 SENSITIVITIES = ("kl", "fisher")
 CHUNK = 4  # windows per forward where vocabulary-wide log-probabilities are kept
 Table = dict[str, dict[int, float]]  # linear name → bits → loss increase
-
-
-def rtn_weight(linear: nn.Linear, spec: QuantSpec) -> torch.Tensor:
-    """``linear``'s weight round-to-nearest quantized with ``spec`` (dequantized, detached)."""
-    with torch.no_grad():
-        return FakeQuantLinear(linear, spec, None).quantized_weight(linear.weight).detach()
 
 
 def head_logprobs(loaded: LoadedModel, hidden: torch.Tensor) -> torch.Tensor:
@@ -73,7 +67,7 @@ class TailRunner:
 
 
 def measure_kl(
-    loaded: LoadedModel, names: list[str], specs: dict[int, QuantSpec], windows: torch.Tensor
+    loaded: LoadedModel, names: list[str], weights: CandidateWeights, windows: torch.Tensor
 ) -> Table:
     """Measured sensitivity: KL with one linear at b bits, every other weight in float."""
     runner = TailRunner(loaded, windows)
@@ -84,8 +78,8 @@ def measure_kl(
         start = int(name[len(prefix):].split(".")[0])
         original = linear.weight.data.clone()
         table[name] = {}
-        for bits, spec in specs.items():
-            linear.weight.data.copy_(rtn_weight(linear, spec))
+        for bits in weights.specs:
+            linear.weight.data.copy_(weights.weight(name, bits))
             table[name][bits] = runner.kl_from(start)
             linear.weight.data.copy_(original)
     return table
@@ -116,14 +110,14 @@ def fisher_diagonal(loaded: LoadedModel, names: list[str], windows: torch.Tensor
 
 
 def estimate_fisher(
-    loaded: LoadedModel, names: list[str], specs: dict[int, QuantSpec], windows: torch.Tensor
+    loaded: LoadedModel, names: list[str], weights: CandidateWeights, windows: torch.Tensor
 ) -> Table:
     """Estimated sensitivity: ½ Σ F ⊙ ΔW² per linear and width."""
     fisher = fisher_diagonal(loaded, names, windows)
     table: Table = {}
     for name in names:
         linear = get_module(loaded.model, name)
-        error = {b: rtn_weight(linear, s) - linear.weight.detach() for b, s in specs.items()}
+        error = {b: weights.weight(name, b) - linear.weight.detach() for b in weights.specs}
         table[name] = {b: float(0.5 * (fisher[name] * e**2).sum()) for b, e in error.items()}
     return table
 
@@ -140,12 +134,12 @@ def swap_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> dict[str
 
 @torch.no_grad()
 def joint_kl(
-    loaded: LoadedModel, bits: dict[str, int], specs: dict[int, QuantSpec], windows: torch.Tensor
+    loaded: LoadedModel, bits: dict[str, int], weights: CandidateWeights, windows: torch.Tensor
 ) -> float:
-    """KL to the float model with every named linear RTN-quantized at its width at once
+    """KL to the float model with every named linear at its candidate weight at once
     (``CHUNK`` windows per forward, so the vocabulary-wide log-probabilities stay small)."""
     model = loaded.model
-    quantized = {n: rtn_weight(get_module(model, n), specs[b]) for n, b in bits.items()}
+    quantized = {n: weights.weight(n, b) for n, b in bits.items()}
     total = 0.0
     for chunk in windows.split(CHUNK):
         ids = chunk.to(loaded.device)

@@ -26,18 +26,20 @@ NON_SEMANTIC = (
 # nothing: left at it, they are not hashed (older records keep their keys).
 NEW_DATA_FIELDS = {"path": None, "train_path": None, "test_path": None, "skip_test_docs": 0}
 # QuantConfig fields added later (mixed precision): not hashed while they change nothing
-# (no per-layer widths, no budget target).
+# (no per-layer widths, no budget target); budget fields added later, at their default.
+NEW_BUDGET_FIELDS = {"weights": "rtn"}
 
 
 def without_unused_mixed_precision(quant: Any) -> Any:
     """``quant`` without an empty ``layer_bits`` and a ``budget`` with no target (and without
-    the budget's ``cache_dir``, which changes where, not what)."""
+    the budget's ``cache_dir``, which changes where, not what, or later fields at defaults)."""
     if not isinstance(quant, dict):
         return quant
     budget = quant.get("budget")
-    if isinstance(budget, dict) and "cache_dir" in budget:
-        quant = {**quant, "budget": {k: v for k, v in budget.items() if k != "cache_dir"}}
-        budget = quant["budget"]
+    if isinstance(budget, dict):
+        budget = {k: v for k, v in budget.items() if k != "cache_dir"
+                  and not (k in NEW_BUDGET_FIELDS and v == NEW_BUDGET_FIELDS[k])}
+        quant = {**quant, "budget": budget}
     unused = isinstance(budget, dict) and budget.get("avg_bits") is None and (
         budget.get("bytes") is None
     )

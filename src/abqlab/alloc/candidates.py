@@ -1,0 +1,109 @@
+"""The candidate weights the allocation measures: every allocated linear at every candidate width.
+
+``quant.budget.weights`` picks how a candidate is quantized:
+
+* ``rtn``: round-to-nearest on the run's grid (the default);
+* ``gptq``: GPTQ's column solver with ``calib=gptq``'s defaults (act-order, static groups, MSE
+  grid) on each linear's input Hessian, recorded from the float model on the allocation's
+  calibration windows. Each linear is solved alone (float inputs), not in sequence as the
+  calibrator then does, so these are close to, not equal to, the weights ``calib=gptq`` will
+  produce. GPTQ repairs low widths far more than RTN does (it cuts 2-bit errors most), so an
+  allocation measured on RTN candidates misjudges what GPTQ will make of each width; EvoPress
+  (Sieberling et al. 2024) searches on such a database of GPTQ-compressed layers.
+
+Solved candidates are kept in memory (fp32) for the run; each is solved on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from abqlab.calib.components.gptq_solver import GPTQConfig, gptq_quantize
+from abqlab.models.arch import get_module
+from abqlab.quant.fake_linear import FakeQuantLinear
+from abqlab.quant.spec import QuantSpec
+
+WEIGHT_SOURCES = ("rtn", "gptq")
+CHUNK = 4  # windows per forward while Hessians are recorded
+
+
+def rtn_weight(linear: nn.Linear, spec: QuantSpec) -> torch.Tensor:
+    """``linear``'s weight round-to-nearest quantized with ``spec`` (dequantized, detached)."""
+    with torch.no_grad():
+        return FakeQuantLinear(linear, spec, None).quantized_weight(linear.weight).detach()
+
+
+@torch.no_grad()
+def input_hessians(
+    model: nn.Module, names: Iterable[str], windows: torch.Tensor, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """H = 2/n Σ xxᵀ of each named linear's input over every token of ``windows`` (float model)."""
+    linears = {n: get_module(model, n) for n in names}
+    sums = {n: torch.zeros(m.in_features, m.in_features, device=device) for n, m in
+            linears.items()}
+    counts = dict.fromkeys(linears, 0)
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
+            x = inputs[0].detach().reshape(-1, module.in_features).float()
+            sums[name] += 2.0 * x.T @ x
+            counts[name] += x.shape[0]
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in linears.items()]
+    try:
+        for chunk in tqdm(windows.split(CHUNK), desc="allocate: input Hessians", unit="chunk"):
+            model(chunk.to(device), use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {n: sums[n] / max(counts[n], 1) for n in linears}
+
+
+class CandidateWeights:
+    """``weight(name, bits)``: linear ``name`` quantized at ``bits`` by the chosen source."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        names: list[str],
+        specs: dict[int, QuantSpec],
+        source: str = "rtn",
+        windows: torch.Tensor | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if source not in WEIGHT_SOURCES:
+            raise ValueError(f"quant.budget.weights={source}: allowed: {', '.join(WEIGHT_SOURCES)}")
+        if source == "gptq" and windows is None:
+            raise ValueError("GPTQ candidates need calibration windows for their Hessians")
+        self.model, self.names, self.specs, self.source = model, list(names), specs, source
+        self.windows, self.device = windows, torch.device(device)
+        self.hessians: dict[str, torch.Tensor] | None = None
+        self.cache: dict[tuple[str, int], torch.Tensor] = {}
+
+    def weight(self, name: str, bits: int) -> torch.Tensor:
+        if (name, bits) not in self.cache:
+            self.cache[name, bits] = self._solve(name, bits)
+        return self.cache[name, bits]
+
+    def prepare(self) -> None:
+        """Solve every candidate now, with one progress bar."""
+        todo = [(n, b) for n in self.names for b in self.specs if (n, b) not in self.cache]
+        for name, bits in tqdm(todo, desc=f"allocate: {self.source} candidates", unit="weight",
+                               disable=self.source == "rtn"):
+            self.weight(name, bits)
+
+    def _solve(self, name: str, bits: int) -> torch.Tensor:
+        linear = get_module(self.model, name)
+        if self.source == "rtn":
+            return rtn_weight(linear, self.specs[bits])
+        if self.hessians is None:  # one pass of the float model for every allocated linear
+            self.hessians = input_hessians(self.model, self.names, self.windows, self.device)
+        result = gptq_quantize(linear.weight, self.hessians[name], self.specs[bits], GPTQConfig())
+        return result.weight.to(linear.weight.dtype)
+
