@@ -62,3 +62,22 @@ def test_search_on_gptq_candidates_keeps_budget_and_beats_uniform(
     _, summary = allocate_bits(smollm2_2layer, quant, DataConfig(), tmp_path / "run")
     assert summary["weights"] == "gptq" and summary["bytes"] <= summary["budget_bytes"]
     assert summary["gptq_kl"] <= summary["uniform_gptq_kl"] * (1 + 1e-6)
+
+
+def test_gptq_candidates_are_cached_and_reread(smollm2_2layer: LoadedModel, tmp_path: Path) -> None:
+    quant = QuantConfig(name="w3g64", w_bits=3, w_group=64)
+    specs = candidate_specs(quant, [2, 3])
+    names = list(model_linears(smollm2_2layer, []))[:3]
+    windows = calibration_windows(smollm2_2layer.tokenizer, DataConfig(), 2, 64, 0,
+                                  smollm2_2layer.add_bos)
+    path = tmp_path / "candidates.pt"
+    first = CandidateWeights(smollm2_2layer.model, names, specs, "gptq", windows,
+                             cache_file=path)
+    first.prepare()
+    assert path.is_file() and not first.loaded_from_file
+    again = CandidateWeights(smollm2_2layer.model, names, specs, "gptq", windows,
+                             cache_file=path)
+    again.prepare()
+    assert again.loaded_from_file and again.hessians is None  # nothing re-solved
+    for key, weight in first.cache.items():
+        assert torch.equal(again.cache[key], weight)

@@ -29,6 +29,7 @@ from abqlab.alloc.sensitivity import (
 )
 from abqlab.alloc.size import FLOAT_BITS
 from abqlab.calib.checkpoint import fingerprint
+from abqlab.calib.components.gptq_solver import GPTQConfig
 from abqlab.config import DataConfig, QuantConfig
 from abqlab.data.sources import calibration_windows
 from abqlab.models.arch import get_module
@@ -75,6 +76,23 @@ def sensitivities(
     )
 
 
+def candidates_file(
+    loaded: LoadedModel, quant: QuantConfig, data: DataConfig, shapes: dict[str, Any]
+) -> Path | None:
+    """Where solved non-RTN candidates are cached (None: RTN ones, or no cache_dir)."""
+    b = quant.budget
+    if b.weights == "rtn" or not b.cache_dir:
+        return None
+    specs = candidate_specs(quant, list(b.candidates))
+    extra = {
+        "kind": f"{b.weights}-candidates", "specs": {k: asdict(s) for k, s in specs.items()},
+        "nsamples": b.nsamples, "seqlen": b.seqlen, "seed": b.seed, "data": asdict(data),
+        "solver": asdict(GPTQConfig()),
+    }
+    key = fingerprint(*cache_key_parts(loaded, list(shapes), extra))
+    return Path(b.cache_dir).expanduser() / f"{b.weights}-candidates-{key}.pt"
+
+
 def summarize(problem: Problem, bits: dict[str, int], other_bits: int) -> dict[str, Any]:
     """What is recorded: the widths, their size, the predicted loss, the best uniform width."""
     used = problem.total_cost(bits)
@@ -119,7 +137,9 @@ def allocate_bits(
     )
     specs = candidate_specs(quant, list(b.candidates))
     candidates = CandidateWeights(loaded.model, list(shapes), specs, b.weights, windows,
-                                  loaded.device)
+                                  loaded.device, candidates_file(loaded, quant, data, shapes))
+    if b.weights != "rtn":
+        candidates.prepare()
     table, cached = sensitivities(loaded, quant, data, candidates, windows)
     other = float_bits_outside(loaded, shapes)
     problem = build_problem(quant, shapes, table, other)
@@ -130,6 +150,8 @@ def allocate_bits(
                           f"{problem.total_cost(bits)} > {problem.budget} bits")
     summary = {"allocator": b.allocator, "sensitivity": b.sensitivity, "weights": b.weights,
                "cached": cached, **summarize(problem, bits, other)}
+    if candidates.cache_file is not None:
+        summary["candidates_cached"] = candidates.loaded_from_file
     if context.curve:
         summary["curve"] = context.curve
     # measured with every linear at its candidate weight at once (``rtn_kl`` with RTN ones)
