@@ -57,6 +57,13 @@ def family(config: dict[str, Any]) -> str:
     return {"quarot": "gptq"}.get(name, name)
 
 
+def minmax_gptq(config: dict[str, Any]) -> bool:
+    """GPTQ with the min-max grid (every GPTQ record before 160b2bb made the MSE grid the
+    default; records from before the grid option have no key and ran min-max)."""
+    gptq = (config["calib"].get("components") or {}).get("gptq")
+    return bool(gptq) and gptq.get("enabled", True) and gptq.get("grid", "minmax") != "mse"
+
+
 def budget(config: dict[str, Any]) -> tuple[int, int] | None:
     """Calibration windows × tokens; None for rtn (no calibration data used)."""
     calib = config["calib"]
@@ -83,6 +90,8 @@ def details(config: dict[str, Any]) -> str:
         parts.append(f"calib {size[0]}×{size[1]}")
     if calib.get("epochs"):
         parts.append(f"{calib['epochs']} ep")
+    if minmax_gptq(config):
+        parts.append("GPTQ min-max grid")
     if quant.get("a_clip", 1.0) != 1.0:
         parts.append(f"a_clip {quant['a_clip']}")
     if quant.get("skip"):
@@ -168,12 +177,14 @@ def grid_table(records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
                 chosen = [r for r in records if bits(r["config"]) == precision
                           and family(r["config"]) == method and plain(r)
                           and (rotation_of(r["config"]) is not None) == rotated]
+                # GPTQ cells: the MSE grid (the presets' default) where measured, else min-max
+                chosen = [r for r in chosen if not minmax_gptq(r["config"])] or chosen
                 on_budget = [r for r in chosen if budget(r["config"]) in (None, TABLE_BUDGET)]
                 use = list(dedupe(on_budget or chosen))
                 text = summarise([v for v in map(ppl, use) if v is not None])
                 notes = sorted({note(r) for r in use} - {""})
                 for n in notes:
-                    marks.setdefault(n, "†" * (len(marks) + 1))
+                    marks.setdefault(n, f"[{len(marks) + 1}]")
                 cells.append(text + "".join(marks[n] for n in notes))
         name = f"{precision} (W4A4 split)" if precision in SPLIT else precision
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -182,14 +193,20 @@ def grid_table(records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
 
 
 def dedupe(records: list[dict[str, Any]]) -> Any:
-    """One record per calib seed, rotation seed, budget and store (the last one): a store may
-    hold the same run twice under two config hashes when a code change added a config key."""
+    """One record per calib seed, rotation seed, budget and epochs, the newest (``finished``):
+    a store may hold the same run twice under two config hashes when a code change added a
+    config key, and two stores may both hold one run (calib_table and abq_ablation share ABQ
+    seed 2). RTN has no seed or epochs: one record, the newest."""
     kept: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in records:
+    for r in sorted(records, key=lambda record: str(record.get("finished", ""))):
         config = r["config"]
         rotation = rotation_of(config) or {}
-        kept[(config["calib"]["seed"], rotation.get("seed"), budget(config), r.get("_source"),
-              config["calib"].get("epochs"))] = r
+        if config["calib"]["method"] == "rtn":
+            key: tuple[Any, ...] = ("rtn", rotation.get("seed"))
+        else:
+            key = (config["calib"]["seed"], rotation.get("seed"), budget(config),
+                   config["calib"].get("epochs"))
+        kept[key] = r
     return kept.values()
 
 
@@ -198,6 +215,8 @@ def note(record: dict[str, Any]) -> str:
     size = budget(record["config"])
     if size not in (None, TABLE_BUDGET):
         parts.append(f"calibrated on {size[0]}×{size[1]} (not the table's 8×256)")
+    if minmax_gptq(record["config"]):
+        parts.append("GPTQ with the min-max grid (the MSE grid is the default since 160b2bb)")
     if "_source" in record:
         parts.append(f"from {record['_source']}")
     return "; ".join(parts)
