@@ -140,8 +140,8 @@ class BlockTrainer:
         groups: list[tuple[Component, list[nn.Parameter]]],
         x_fp: torch.Tensor,
         x_q: torch.Tensor,
-        target_fp: torch.Tensor,
-        target_fpstar: torch.Tensor,
+        target_fp: torch.Tensor | None,
+        target_fpstar: torch.Tensor | None,
         progress: Any,
     ) -> dict[str, Any]:
         """Optimise for up to ``calib.epochs``; returns the selected epoch's losses and the curve.
