@@ -135,3 +135,24 @@ def test_ablations_take_effect(composer: Composer) -> None:
 def test_bad_calib_settings_are_config_errors(composer: Composer, override: str) -> None:
     with pytest.raises(ConfigError, match="calib"):
         check_run(compose_calib(composer, "abq", override))
+
+
+
+def test_gptq_runs_two_block_forwards_per_block(
+    run_pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """epochs=0 and no statistics: no float targets, no float stream — per block one pass for
+    the Hessians and one to move the quantized stream on (four before)."""
+    import abqlab.calib.blockwise as blockwise
+
+    calls = {"n": 0}
+    real = blockwise.run_block
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(blockwise, "run_block", counted)
+    record = run_pipeline("quant=w4a16", "calib=gptq", "calib.nsamples=2", "calib.seqlen=32")
+    assert record["status"] == "ok"
+    assert calls["n"] == 2 * 2  # two blocks
