@@ -57,8 +57,8 @@ def test_off_budget_and_clipped_runs(table: Any) -> None:
     runs = [record(31.27, nsamples=64), record(29.87, a_clip=0.9)]
     lines, legend = table.grid_table(runs)
     w4a4 = next(line for line in lines if line.startswith("| W4A4 |"))
-    assert "31.27†" in w4a4 and "29.87" not in w4a4  # a_clip runs are variants, not grid cells
-    assert legend == ["† calibrated on 64×256 (not the table's 8×256)"]
+    assert "31.27[1]" in w4a4 and "29.87" not in w4a4  # a_clip runs are variants, not grid cells
+    assert legend == ["[1] calibrated on 64×256 (not the table's 8×256)"]
     lines, legend = table.grid_table([record(31.0, nsamples=64), record(32.0)])
     assert "32 |" in next(line for line in lines if line.startswith("| W4A4 |")) and not legend
 
@@ -80,3 +80,34 @@ def test_a_run_stored_twice_counts_once(table: Any) -> None:
         "config": {**first["config"], "calib": {**first["config"]["calib"], "seed": 3}}}])
     w4a4 = next(line for line in lines if line.startswith("| W4A4 |"))
     assert "(n=2)" in w4a4
+
+
+def gptq_record(ppl: float, grid: str | None, seed: int = 2) -> dict[str, Any]:
+    run = record(ppl)
+    gptq = {"enabled": True} if grid is None else {"enabled": True, "grid": grid}
+    run["config"]["calib"] = {**run["config"]["calib"], "seed": seed,
+                              "components": {**run["config"]["calib"]["components"],
+                                             "gptq": gptq}}
+    run["config_hash"] = json.dumps(run["config"], sort_keys=True)
+    return run
+
+
+def test_minmax_gptq_is_labelled_and_mse_preferred(table: Any) -> None:
+    old, mse = gptq_record(33.4, "minmax"), gptq_record(29.9, "mse")
+    assert "GPTQ min-max grid" in table.details(old["config"])
+    assert "GPTQ min-max grid" in table.details(gptq_record(33.4, None)["config"])  # no key: old
+    assert "min-max" not in table.details(mse["config"])
+    lines, legend = table.grid_table([old, mse])
+    w4a4 = next(line for line in lines if line.startswith("| W4A4 |"))
+    assert "29.9" in w4a4 and "33.4" not in w4a4 and not legend
+    lines, legend = table.grid_table([old])  # only min-max measured: shown, and marked
+    assert "33.4[1]" in next(line for line in lines if line.startswith("| W4A4 |"))
+    assert legend and "min-max" in legend[0]
+
+
+def test_the_same_run_in_two_stores_counts_once(table: Any) -> None:
+    one = record(98.48, calib="abq", rotation=False) | {"_source": "a", "finished": "1"}
+    two = record(98.48, calib="abq", rotation=False) | {"_source": "b", "finished": "2"}
+    lines, _ = table.grid_table([one, two])
+    w4a4 = next(line for line in lines if line.startswith("| W4A4 |"))
+    assert "98.48" in w4a4 and "n=2" not in w4a4
