@@ -84,6 +84,8 @@ def collect(stores: list[Path]) -> dict[int, dict[str, Any]]:
                                            and "size/bytes" not in record["metrics"]):
                 continue
             size, avg_bits = size_of(record)
+            if record.get("allocation"):  # on its budget's line (it may use a few bytes less)
+                size = int(record["allocation"]["budget_bytes"])
             row = rows[size]
             row[column(record)].append(record)
             if not record.get("allocation"):

@@ -22,8 +22,9 @@ def rows(store: Path) -> list[dict]:
             "allocator": alloc.get("allocator", "uniform"),
             "bytes": metrics["size/bytes"],
             "avg_bits": metrics["size/avg_bits"],
-            "calib KL (RTN)": alloc.get("rtn_kl"),
-            "uniform KL (RTN)": alloc.get("uniform_rtn_kl"),
+            "candidates": alloc.get("weights", "rtn") if alloc else None,
+            "calib KL": alloc.get(f"{alloc.get('weights', 'rtn')}_kl"),
+            "uniform KL": alloc.get(f"uniform_{alloc.get('weights', 'rtn')}_kl"),
             "histogram": alloc.get("histogram", {str(quant["w_bits"]): "all"}),
             "ppl/wiki": metrics.get("ppl/wiki"),
         })
