@@ -137,7 +137,6 @@ def test_bad_calib_settings_are_config_errors(composer: Composer, override: str)
         check_run(compose_calib(composer, "abq", override))
 
 
-
 def test_gptq_runs_two_block_forwards_per_block(
     run_pipeline: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from abqlab.calib.components.gptq import hessian_hooks
 from abqlab.calib.components.gptq_solver import GPTQConfig, gptq_quantize
 from abqlab.models.arch import get_module
 from abqlab.quant.fake_linear import FakeQuantLinear
@@ -45,26 +46,10 @@ def input_hessians(
 ) -> dict[str, torch.Tensor]:
     """H = 2/n Σ xxᵀ of each named linear's input over every token of ``windows`` (float model)."""
     linears = {n: get_module(model, n) for n in names}
-    sums = {n: torch.zeros(m.in_features, m.in_features, device=device) for n, m in
-            linears.items()}
-    counts = dict.fromkeys(linears, 0)
-
-    def hook_for(name: str):
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
-            x = inputs[0].detach().reshape(-1, module.in_features).float()
-            sums[name] += 2.0 * x.T @ x
-            counts[name] += x.shape[0]
-
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in linears.items()]
-    try:
+    with hessian_hooks(linears) as hessians:
         for chunk in tqdm(windows.split(CHUNK), desc="allocate: input Hessians", unit="chunk"):
             model(chunk.to(device), use_cache=False)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {n: sums[n] / max(counts[n], 1) for n in linears}
+    return hessians
 
 
 class CandidateWeights:
@@ -123,4 +108,3 @@ class CandidateWeights:
             self.hessians = input_hessians(self.model, self.names, self.windows, self.device)
         result = gptq_quantize(linear.weight, self.hessians[name], self.specs[bits], GPTQConfig())
         return result.weight.to(linear.weight.dtype)
-

@@ -57,19 +57,30 @@ def float_bits_outside(loaded: LoadedModel, shapes: dict[str, tuple[int, int]]) 
     return FLOAT_BITS * (total - sum(r * c for r, c in shapes.values()))
 
 
+def allocation_key(
+    loaded: LoadedModel, quant: QuantConfig, data: DataConfig, names: list[str],
+    specs: dict[int, Any], **extra: Any,
+) -> str:
+    """The digest of what an allocation cache entry depends on: model, linears, candidate specs,
+    the budget's windows and data, plus ``extra`` (what kind of entry it is)."""
+    b = quant.budget
+    parts = {
+        "specs": {k: asdict(s) for k, s in specs.items()}, "nsamples": b.nsamples,
+        "seqlen": b.seqlen, "seed": b.seed, "data": asdict(data), **extra,
+    }
+    return fingerprint(*cache_key_parts(loaded, names, parts))
+
+
 def sensitivities(
     loaded: LoadedModel, quant: QuantConfig, data: DataConfig, candidates: CandidateWeights,
     windows: Any,
 ) -> tuple[dict[str, dict[int, float]], bool]:
     """The configured sensitivity table, from the cache when one matches."""
     b = quant.budget
-    extra = {
-        "kind": b.sensitivity, "specs": {k: asdict(s) for k, s in candidates.specs.items()},
-        "nsamples": b.nsamples, "seqlen": b.seqlen, "seed": b.seed, "data": asdict(data),
-        **({"weights": b.weights} if b.weights != "rtn" else {}),  # rtn: the keys of old caches
-    }
+    source = {"weights": b.weights} if b.weights != "rtn" else {}  # rtn: old caches' keys
     names = candidates.names
-    key = fingerprint(*cache_key_parts(loaded, names, extra))
+    key = allocation_key(loaded, quant, data, names, candidates.specs, kind=b.sensitivity,
+                         **source)
     return cached_sensitivities(
         b.sensitivity, key, b.cache_dir,
         lambda: MEASURES[b.sensitivity](loaded, names, candidates, windows),
@@ -77,19 +88,15 @@ def sensitivities(
 
 
 def candidates_file(
-    loaded: LoadedModel, quant: QuantConfig, data: DataConfig, shapes: dict[str, Any]
+    loaded: LoadedModel, quant: QuantConfig, data: DataConfig, names: list[str],
+    specs: dict[int, Any],
 ) -> Path | None:
     """Where solved non-RTN candidates are cached (None: RTN ones, or no cache_dir)."""
     b = quant.budget
     if b.weights == "rtn" or not b.cache_dir:
         return None
-    specs = candidate_specs(quant, list(b.candidates))
-    extra = {
-        "kind": f"{b.weights}-candidates", "specs": {k: asdict(s) for k, s in specs.items()},
-        "nsamples": b.nsamples, "seqlen": b.seqlen, "seed": b.seed, "data": asdict(data),
-        "solver": asdict(GPTQConfig()),
-    }
-    key = fingerprint(*cache_key_parts(loaded, list(shapes), extra))
+    key = allocation_key(loaded, quant, data, names, specs, kind=f"{b.weights}-candidates",
+                         solver=asdict(GPTQConfig()))
     return Path(b.cache_dir).expanduser() / f"{b.weights}-candidates-{key}.pt"
 
 
@@ -136,8 +143,9 @@ def allocate_bits(
         loaded.tokenizer, data, b.nsamples, b.seqlen, b.seed, loaded.add_bos
     )
     specs = candidate_specs(quant, list(b.candidates))
+    cache_file = candidates_file(loaded, quant, data, list(shapes), specs)
     candidates = CandidateWeights(loaded.model, list(shapes), specs, b.weights, windows,
-                                  loaded.device, candidates_file(loaded, quant, data, shapes))
+                                  loaded.device, cache_file)
     if b.weights != "rtn":
         candidates.prepare()
     table, cached = sensitivities(loaded, quant, data, candidates, windows)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch import nn
 
 from abqlab.calib.components import Component
 from abqlab.calib.components.gptq_solver import GPTQConfig, GPTQResult, gptq_quantize
@@ -98,11 +99,13 @@ def quant_disabled(linears: list[FakeQuantLinear]) -> Iterator[None]:
             m.quant_enabled = flag
 
 
-def collect_hessians(
-    ctx: BlockContext, linears: dict[str, FakeQuantLinear], skip_first_tokens: int = 0
-) -> dict[str, torch.Tensor]:
-    """H = 2/n Σ xxᵀ of each linear's input over every token of the calibration windows
-    (after the first ``skip_first_tokens`` of each window), from one pass of the block."""
+@contextlib.contextmanager
+def hessian_hooks(
+    linears: dict[str, nn.Module], skip_first_tokens: int = 0
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Inside the ``with``: every forward through ``linears`` adds to H = 2/n Σ xxᵀ of its input
+    (after the first ``skip_first_tokens`` of each window); the yielded dict holds each H once
+    the ``with`` ends."""
     sums = {
         p: torch.zeros(m.in_features, m.in_features, device=m.weight.device)
         for p, m in linears.items()
@@ -110,7 +113,7 @@ def collect_hessians(
     counts = dict.fromkeys(linears, 0)
 
     def hook_for(path: str):
-        def hook(module: FakeQuantLinear, inputs: tuple[torch.Tensor, ...], output: Any) -> None:
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any) -> None:
             x = inputs[0].detach()
             if skip_first_tokens and x.dim() == 3:
                 x = x[:, skip_first_tokens:]
@@ -120,13 +123,24 @@ def collect_hessians(
 
         return hook
 
+    hessians: dict[str, torch.Tensor] = {}
     handles = [m.register_forward_hook(hook_for(p)) for p, m in linears.items()]
     try:
-        ctx.run_inputs()
+        yield hessians
     finally:
         for handle in handles:
             handle.remove()
-    return {p: sums[p] / max(counts[p], 1) for p in linears}
+    hessians.update({p: sums[p] / max(counts[p], 1) for p in linears})
+
+
+def collect_hessians(
+    ctx: BlockContext, linears: dict[str, FakeQuantLinear], skip_first_tokens: int = 0
+) -> dict[str, torch.Tensor]:
+    """H = 2/n Σ xxᵀ of each linear's input over every token of the calibration windows
+    (after the first ``skip_first_tokens`` of each window), from one pass of the block."""
+    with hessian_hooks(linears, skip_first_tokens) as hessians:
+        ctx.run_inputs()
+    return hessians
 
 
 def quant_conflict(settings: dict[str, Any], quant: Any, save_model: bool) -> str | None:
