@@ -45,6 +45,7 @@ BUDGETS: dict[str, tuple[int, list[int]]] = {
     "3.27": (100_100_736, [2, 3, 4]),  # W3 g128: issue 14's goal
     "3.50": (103_142_016, [2, 3, 4]),  # W3 g64 (peers)
     "4.50": (116_413_056, [3, 4, 5, 6]),  # W4 g64 (peers)
+    "5.00": (123_048_576, [3, 4, 5, 6]),  # W4 g32
 }
 ALLOCATORS = {
     "knapsack": ["quant=mixed"],
@@ -70,9 +71,11 @@ def runs() -> list[tuple[str, list[str]]]:
     out += [("alloc-learned-3.27/gptq", allocated("3.27", "learned"))]
     for name in ("w2g64", "w4g128", "w4g32"):
         out += [(f"{name}/rtn", [*UNIFORM[name][0], *RTN])]
-    for budget in ("2.50", "3.50", "3.05", "4.50"):
+    for budget, uniform in (("2.50", "w2g64"), ("3.50", None), ("4.50", None), ("5.00", "w4g32"),
+                            ("3.05", None)):
         out += [(f"alloc-search-{budget}/gptq", allocated(budget, "search"))]
-    out += [(f"{name}/gptq", [*UNIFORM[name][0], *GPTQ]) for name in ("w2g64", "w4g128", "w4g32")]
+        out += [(f"{uniform}/gptq", [*UNIFORM[uniform][0], *GPTQ])] if uniform else []
+    out += [("w4g128/gptq", [*UNIFORM["w4g128"][0], *GPTQ])]
     return out
 
 
