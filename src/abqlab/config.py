@@ -56,7 +56,7 @@ class BudgetConfig:
     cache_dir: str | None = "~/.cache/abqlab/sensitivity"  # None: not cached
     steps: int = 40  # learned: optimisation steps; search: evaluated moves
     lr: float = 0.1  # learned allocator: Adam lr of the width logits
-    penalty: float = 10.0  # learned allocator: weight of the (size / budget - 1)² term
+    relaxation: str = "rms"  # learned allocator: rms | linear (abqlab.alloc.relax)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from abqlab.alloc.problem import (
     linear_shapes,
     other_bits_estimate,
 )
+from abqlab.alloc.relax import RELAXATIONS
 from abqlab.alloc.sensitivity import SENSITIVITIES
 from abqlab.alloc.size import weight_bits
 from abqlab.config import QuantConfig
@@ -58,8 +59,10 @@ def check_budget_settings(quant: Any, calib: Any) -> Finding:
     for key in ("nsamples", "seqlen", "steps"):
         if b[key] < (2 if key == "seqlen" else 1):
             return f"quant.budget.{key}", b[key], ">= 2" if key == "seqlen" else ">= 1"
-    if b.lr <= 0 or b.penalty < 0:
-        return "quant.budget.lr/penalty", (b.lr, b.penalty), "lr > 0 and penalty >= 0"
+    if b.lr <= 0:
+        return "quant.budget.lr", b.lr, "> 0"
+    if b.relaxation not in RELAXATIONS:
+        return "quant.budget.relaxation", b.relaxation, ", ".join(RELAXATIONS)
     if quant.layer_bits:
         return "quant.layer_bits", "…", "empty when quant.budget is set (the budget fills it)"
     lorc = calib.get("lorc") or {}

@@ -1,15 +1,19 @@
 """Learned allocation (picoLLM's idea): a differentiable relaxation over the candidate widths.
 
-Each allocated linear's weight is the mixture Σ_b p_b Q_b(W) of its quantized candidates (RTN
-or GPTQ: ``candidates.py``), p = softmax(logits / τ), τ annealed from 1 to 0.1 so the mixture
-hardens; the logits (Adam) are trained on the KL to the float model on the calibration windows
-plus ``penalty`` · (E_p[size] / budget − 1)². After every step the argmax widths are rounded to
-the budget (downgrades losing the least log-probability per bit saved, then upgrades gaining the
-most) and that hard allocation's KL is measured. Logits start on the knapsack allocation of the
-sensitivities; the result is the hard allocation with the least KL, the knapsack start and the
-widest uniform allocation within the budget included, so on the calibration windows it is never
-worse than either. (A straight-through variant, hard forward with the softmax's gradient, made
-every step worse on the 2-block model: the first-order estimate of a width switch is poor.)
+Each allocated linear's weight relaxes the choice among its quantized candidates (RTN or GPTQ:
+``candidates.py``) by p = softmax((logits − λ · cost) / τ) (``relax.py``: the ``rms`` relaxation
+by default, ``linear`` the plain mixture), τ annealed from 1 to 0.1 so p hardens. The size
+penalty is a Lagrangian one: before every step the price λ ≥ 0 of a byte is set by bisection so
+that the expected size E_p[size] meets the budget exactly (λ = 0 when it is under). The logits
+(Adam) are trained on the KL to the float model on the calibration windows. After every step the
+argmax widths are rounded to the budget (downgrades losing the least log-probability per bit
+saved, then upgrades gaining the most) and that hard allocation's KL is measured. Logits start
+on the better (least hard KL) of the knapsack allocation of the sensitivities and the widest
+uniform allocation within the budget; the result is the hard allocation with the
+least KL, the knapsack start and the widest uniform allocation within the budget included, so
+on the calibration windows it is never worse than either. (A straight-through variant, hard
+forward with the softmax's gradient, made every step worse on the 2-block model: the first-order
+estimate of a width switch is poor.)
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tqdm.auto import tqdm
 
 from abqlab.alloc.knapsack import solve_knapsack
 from abqlab.alloc.problem import AllocContext, Problem
+from abqlab.alloc.relax import MixtureLinear
 from abqlab.alloc.sensitivity import CHUNK
 from abqlab.models.arch import get_module, set_module
 
@@ -31,41 +36,25 @@ TAU_END = 0.1
 START_LOGIT = 2.0  # the start's logit above the other widths' (p ≈ 0.7 of 4 at τ = 1)
 
 
-class MixtureLinear(nn.Module):
-    """A linear whose weight mixes fixed quantized weights by the softmax of its logits, or is
-    the one ``hard`` (one-hot) picks."""
-
-    def __init__(self, linear: nn.Linear, stack: torch.Tensor, logits: torch.Tensor) -> None:
-        super().__init__()
-        self.linear = linear
-        self.register_buffer("stack", stack)  # [k, out, in]
-        self.logits = nn.Parameter(logits.to(stack.device))
-        self.tau = 1.0
-        self.hard: torch.Tensor | None = None
-
-    def probs(self) -> torch.Tensor:
-        return F.softmax(self.logits / self.tau, dim=0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mix = self.probs() if self.hard is None else self.hard
-        weight = torch.einsum("k,koi->oi", mix, self.stack)
-        return F.linear(x, weight.to(x.dtype), self.linear.bias)
-
-
 def kl_loss(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Mean per-token KL(reference ‖ softmax(logits)); ``reference`` holds log-probabilities."""
     logprobs = F.log_softmax(logits.float(), dim=-1)
     return (reference.exp() * (reference - logprobs)).sum(-1).mean()
 
 
+def start_logits(problem: Problem, bits: dict[str, int], name: str) -> torch.Tensor:
+    return START_LOGIT * torch.tensor([float(b == bits[name]) for b in problem.candidates])
+
+
 def install(problem: Problem, context: AllocContext, start: dict[str, int]) -> dict:
     """Swap every allocated linear for a ``MixtureLinear`` whose logits favour ``start``."""
     mixes = {}
+    relaxation = context.settings.relaxation
     for name in problem.names:
         linear = get_module(context.loaded.model, name)
         stack = torch.stack([context.weights.weight(name, b) for b in problem.candidates])
-        logits = START_LOGIT * torch.tensor([float(b == start[name]) for b in problem.candidates])
-        mixes[name] = MixtureLinear(linear, stack, logits)
+        logits = start_logits(problem, start, name)
+        mixes[name] = MixtureLinear(linear, stack, logits, relaxation)
         set_module(context.loaded.model, name, mixes[name])
     return mixes
 
@@ -81,7 +70,38 @@ def set_hard(problem: Problem, mixes: dict, bits: dict[str, int] | None) -> None
 
 
 def current_scores(mixes: dict) -> dict[str, torch.Tensor]:
-    return {n: F.log_softmax(m.logits.detach() / m.tau, dim=0) for n, m in mixes.items()}
+    return {n: F.log_softmax(m.scores().detach(), dim=0) for n, m in mixes.items()}
+
+
+def relative_costs(problem: Problem) -> torch.Tensor:
+    """[linear, width] storage costs in units of the budget's share of one linear."""
+    share = problem.budget / len(problem.names)
+    rows = [[problem.cost[n][b] / share for b in problem.candidates] for n in problem.names]
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@torch.no_grad()
+def price_to_budget(mixes: dict, costs: torch.Tensor, iterations: int = 60) -> float:
+    """Set every mixture's offset to λ · cost with λ ≥ 0 the least price at which the expected
+    size Σ p · cost is at most the budget (one share per linear); returns the expected size."""
+    logits = torch.stack([m.logits.detach().cpu() for m in mixes.values()]).double()
+    tau = next(iter(mixes.values())).tau
+
+    def expected(price: float) -> float:
+        probs = F.softmax((logits - price * costs) / tau, dim=1)
+        return float((probs * costs).sum()) / len(costs)
+
+    low, high = 0.0, 1.0
+    if expected(low) > 1.0:
+        while expected(high) > 1.0 and high < 1e6:
+            low, high = high, 2 * high
+        for _ in range(iterations):
+            mid = (low + high) / 2
+            low, high = (mid, high) if expected(mid) > 1.0 else (low, mid)
+    price = high if expected(low) > 1.0 else low
+    for mix, row in zip(mixes.values(), costs, strict=True):
+        mix.offset = (price * row).to(mix.logits.dtype).to(mix.logits.device)
+    return expected(price)
 
 
 class Windows:
@@ -135,29 +155,29 @@ def train_allocation(problem: Problem, context: AllocContext) -> dict[str, int]:
             seen.append((data.kl(), bits))
         scale = max(seen[0][0], 1e-12)
         context.curve.append({"step": -1, "kl": seen[0][0], "uniform_kl": seen[-1][0]})
+        start = min(seen, key=lambda pair: pair[0])[1]  # train from the better starting point
+        with torch.no_grad():
+            for name, mix in mixes.items():
+                mix.logits.copy_(start_logits(problem, start, name))
         optimiser = torch.optim.Adam(params, lr=settings.lr)
-        cost = torch.tensor(
-            [[problem.cost[n][b] for b in problem.candidates] for n in problem.names],
-            dtype=torch.float64,
-        )
+        costs = relative_costs(problem)
         for step in tqdm(range(settings.steps), desc="allocate (learned)", unit="step"):
             tau = TAU_END ** (step / max(settings.steps - 1, 1))
             for mix in mixes.values():
                 mix.tau = tau
+            size = price_to_budget(mixes, costs)
             set_hard(problem, mixes, None)
             optimiser.zero_grad()
             soft_kl = data.kl(backward=True, scale=scale)
-            probs = torch.stack([m.probs().cpu() for m in mixes.values()]).double()
-            size = (probs * cost).sum() / problem.budget
-            (settings.penalty * (size - 1.0) ** 2).backward()
             optimiser.step()
+            price_to_budget(mixes, costs)
             bits = round_to_budget(problem, current_scores(mixes))
             set_hard(problem, mixes, bits)
             seen.append((data.kl(), bits))
-            changed = sum(bits[n] != starts[0][n] for n in problem.names)
+            changed = sum(bits[n] != start[n] for n in problem.names)
             context.curve.append({
                 "step": step, "soft_kl": soft_kl, "kl": seen[-1][0],
-                "expected_size": float(size.detach()), "changed_from_start": changed,
+                "expected_size": size, "changed_from_start": changed,
             })
         best = min(seen, key=lambda pair: pair[0])
         log.info("learned allocation: KL %.4g on the calibration windows (knapsack start %.4g)",
