@@ -1,10 +1,11 @@
 """A packed save whose size is the accounted size: codes really at their bit width.
 
 One safetensors file: per quantized linear its codes packed at ``storage_bits`` per code
-(``<name>.codes``, uint8, ⌈rows·cols·bits / 8⌉ bytes), a 16-bit scale and zero per group
-(``<name>.scale`` / ``<name>.zero``, float16), its bias; every other parameter (embeddings,
-norms, float linears) in float16, a tied tensor once. Widths and shapes sit in the metadata, so
-the tensor bytes equal ``size/bytes`` up to the rounding of each linear's codes to whole bytes.
+(``<name>.codes``, uint8, ⌈rows·cols·bits / 8⌉ bytes), its grid as its format stores it
+(``grids.py``: ``<name>.scale`` and, where stored, ``<name>.zero`` / ``<name>.tensor_scale``),
+its bias; every other parameter (embeddings, norms, float linears) in float16, a tied tensor
+once. Widths and shapes sit in the metadata, so the tensor bytes equal ``size/bytes`` up to the
+rounding of each linear's codes to whole bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from abqlab.alloc.grids import decode_grid, encode_grid
 from abqlab.quant.export import export_linear
 from abqlab.quant.fake_linear import FakeQuantLinear
 from abqlab.quant.quantizer import dequantize_codes
@@ -49,15 +51,13 @@ def linear_tensors(module: FakeQuantLinear) -> tuple[dict[str, torch.Tensor], di
     spec = module.w_spec
     if spec.group == 0:  # per tensor: one scale and zero, not one per row
         saved["scale"], saved["zero"] = saved["scale"][:1, :1], saved["zero"][:1, :1]
-    tensors = {
-        "codes": pack_codes(saved["qweight"], spec.storage_bits),
-        "scale": saved["scale"].half().contiguous(),
-        "zero": saved["zero"].half().contiguous(),
-    }
+    grid, grid_meta = encode_grid(spec, saved["scale"], saved["zero"])
+    tensors = {"codes": pack_codes(saved["qweight"], spec.storage_bits)}
+    tensors.update({k: v.contiguous() for k, v in grid.items()})
     if saved["bias"] is not None:
         tensors["bias"] = saved["bias"].half()
     meta = {"bits": spec.storage_bits, "shape": list(saved["qweight"].shape),
-            "group_size": saved["group_size"], "format": spec.fmt}
+            "group_size": saved["group_size"], "format": spec.fmt, **grid_meta}
     return tensors, meta
 
 
@@ -91,8 +91,9 @@ def load_packed_weights(path: Path) -> dict[str, torch.Tensor]:
         for name, meta in layout.items():
             rows, cols = meta["shape"]
             codes = unpack_codes(handle.get_tensor(f"{name}.codes"), meta["bits"], rows * cols)
-            scale = handle.get_tensor(f"{name}.scale").float().expand(rows, -1)
-            zero = handle.get_tensor(f"{name}.zero").float().expand(rows, -1)
+            scale, zero = decode_grid(
+                meta, lambda part, name=name: handle.get_tensor(f"{name}.{part}"), rows
+            )
             codes = codes.reshape(rows, cols)
             weights[name] = dequantize_codes(codes, scale, zero, meta["group_size"], meta["format"])
     return weights

@@ -1,9 +1,11 @@
 """Exact size accounting of a quantized model, in bits.
 
-A quantized linear stores its codes at ``spec.storage_bits`` each plus a 16-bit scale and a
-16-bit zero per group (the convention of ``size/model_mb``), and its LoRC factors (at their
-bits, one 16-bit scale per rank component and factor when quantized). Every other parameter
-(embeddings, norms, float linears) counts 16 bits; a tied tensor counts once.
+A quantized linear stores its codes at ``spec.storage_bits`` each plus its grid as its number
+format stores it (``grids.py``: a 16-bit scale and zero per group for asymmetric integers, a
+16-bit scale for symmetric ones and minifloats, an 8-bit exponent per MX block, an E4M3 byte per
+NVFP4 block plus an fp32 per tensor), and its LoRC factors (at their bits, one 16-bit scale per
+rank component and factor when quantized). Every other parameter (embeddings, norms, float
+linears) counts 16 bits; a tied tensor counts once.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from typing import Any
 
 from torch import nn
 
+from abqlab.alloc.grids import grid_bits
 from abqlab.quant.fake_linear import FakeQuantLinear
 from abqlab.quant.spec import FP_BITS, QuantSpec
 
-FLOAT_BITS = 16  # float leftovers and scales/zeros are counted at 16 bits
-GRID_BITS = 2 * FLOAT_BITS  # one scale and one zero per group
+FLOAT_BITS = 16  # float leftovers are counted at 16 bits
 
 
 def n_groups(rows: int, cols: int, group: int) -> int:
@@ -31,7 +33,7 @@ def weight_bits(rows: int, cols: int, spec: QuantSpec | None) -> int:
     """Storage bits of one weight matrix under ``spec`` (None: float)."""
     if spec is None:
         return FLOAT_BITS * rows * cols
-    return spec.storage_bits * rows * cols + GRID_BITS * n_groups(rows, cols, spec.group)
+    return spec.storage_bits * rows * cols + grid_bits(spec, n_groups(rows, cols, spec.group))
 
 
 def lorc_bits(module: FakeQuantLinear) -> int:
