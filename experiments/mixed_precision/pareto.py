@@ -76,6 +76,7 @@ def runs() -> list[tuple[str, list[str]]]:
         out += [(f"alloc-search-{budget}/gptq", allocated(budget, "search"))]
         out += [(f"{uniform}/gptq", [*UNIFORM[uniform][0], *GPTQ])] if uniform else []
     out += [("w4g128/gptq", [*UNIFORM["w4g128"][0], *GPTQ])]
+    out += [(f"alloc-knapsack-{b}/gptq", allocated(b, "knapsack")) for b in ("2.50", "4.50")]
     return out
 
 
