@@ -13,7 +13,9 @@ uniform allocation within the budget; the result is the hard allocation with the
 least KL, the knapsack start and the widest uniform allocation within the budget included, so
 on the calibration windows it is never worse than either. (A straight-through variant, hard
 forward with the softmax's gradient, made every step worse on the 2-block model: the first-order
-estimate of a width switch is poor.)
+estimate of a width switch is poor.) Measured on SmolLM2 at 3.27 bits (GPTQ candidates,
+experiments/mixed_precision/learned_allocation.jsonl): neither relaxation found a hard
+allocation better than its knapsack start in 12 steps.
 """
 
 from __future__ import annotations
