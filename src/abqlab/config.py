@@ -37,7 +37,9 @@ class BudgetConfig:
 
     Set one of ``avg_bits`` (bits per weight of the quantized linears, scales and zeros included:
     W4 g64 with 16-bit scale and zero = 4.5) or ``bytes`` (the whole model, float leftovers at 16
-    bits). ``allocator``: knapsack | greedy | learned | search. ``sensitivity``: fisher (estimated:
+    bits). ``candidates``: widths 1..8 for integers; under a float ``w_format`` the widths of its
+    family (minifloats and MX: 4, 6, 8; each width takes that family member, e.g. MXFP4 → MXFP6 →
+    MXFP8). ``allocator``: knapsack | greedy | learned | search. ``sensitivity``: fisher (estimated:
     ½ Σ F·ΔW² with F the diagonal empirical Fisher; one backward per window) | kl (measured: the
     KL of the next-token distribution to the float one with that one linear at b bits; one
     model tail per linear and width, about 30 min for SmolLM2 on 2 CPU cores). ``weights``: how

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from abqlab.alloc.problem import BudgetError
 from abqlab.alloc.run import allocate_bits
+from abqlab.alloc.size import model_size
 from abqlab.config import BudgetConfig, DataConfig, QuantConfig
 from abqlab.models.load import LoadedModel
 from abqlab.quant.apply import fake_quant_linears, quantize_model
@@ -66,3 +67,19 @@ def test_infeasible_budget_is_refused(smollm2_2layer: LoadedModel, tmp_path: Pat
     quant = budget_quant(tmp_path, avg_bits=2.4, sensitivity="fisher")  # W2 g64 = 2.5 bits
     with pytest.raises(BudgetError, match="below the smallest allocation.*2.5000"):
         allocate_bits(smollm2_2layer, quant, DataConfig(), tmp_path / "run")
+
+
+def test_mx_budget_mixes_family_members(fresh_2layer: LoadedModel, tmp_path: Path) -> None:
+    """Widths {4, 6, 8} under MXFP4: each linear gets MXFP4, MXFP6 or MXFP8 and the model's
+    size (one E8M0 byte per block of 32) is within the budget."""
+    budget = BudgetConfig(avg_bits=6.0, candidates=[4, 6, 8], nsamples=2, seqlen=32,
+                          cache_dir=str(tmp_path / "cache"))
+    quant = QuantConfig(name="mx", w_bits=4, w_group=32, w_sym=True, w_format="mxfp4",
+                        budget=budget)
+    chosen, summary = allocate_bits(fresh_2layer, quant, DataConfig(), tmp_path / "run")
+    assert summary["avg_bits"] <= 6.0 and len(summary["histogram"]) > 1
+    quantize_model(fresh_2layer.model, fresh_2layer.arch, chosen)
+    formats = {m.name: m.w_spec.fmt for m in fake_quant_linears(fresh_2layer.model)}
+    names = {4: "mxfp4", 6: "mxfp6_e2m3", 8: "mxfp8"}
+    assert formats == {n: names[b] for n, b in summary["layer_bits"].items()}
+    assert model_size(fresh_2layer.model)["size/bytes"] == summary["bytes"]

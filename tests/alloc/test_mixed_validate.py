@@ -33,7 +33,11 @@ def test_presets_pass() -> None:
         (["quant.budget.sensitivity=hessian"], "quant.budget.sensitivity=hessian: allowed:"),
         (["quant.budget.weights=awq"], "quant.budget.weights=awq: allowed: rtn, gptq"),
         (["quant.budget.candidates=[2,9]"], "quant.budget.candidates=[2, 9]: allowed:"),
-        (["quant.w_format=fp4_e2m1", "quant.w_bits=4", "quant.w_sym=true"], "quant.w_bits=4"),
+        (["quant.w_format=fp4_e2m1", "quant.w_bits=4", "quant.w_sym=true"],
+         "quant.budget.candidates=[2, 3, 4, 8]: allowed: widths of fp4_e2m1's family: 4, 6, 8"),
+        (["quant.w_format=nvfp4", "quant.w_bits=4", "quant.w_group=16", "quant.w_sym=true",
+          "quant.budget.candidates=[4,8]"], "quant.budget.candidates=[4, 8]: allowed: widths of "
+         "nvfp4's family: 4"),
         (["quant.budget.steps=0"], "quant.budget.steps=0: allowed: >= 1"),
         (["calib.lorc.rank=8"], "calib.lorc.rank=8: allowed: 0 with quant.budget"),
         (["+quant.layer_bits={model.layers.0.mlp.up_proj: 4}"], "quant.layer_bits=…"),
@@ -49,6 +53,16 @@ def test_infeasible_budgets_name_the_smallest_allocation() -> None:
     assert "2.5000 bits per weight" in message
     message = config_error("quant.budget.avg_bits=null", "quant.budget.bytes=1000000")
     assert message.startswith("quant.budget.bytes=1000000: allowed: a feasible budget")
+
+
+def test_float_format_budgets_choose_among_their_family() -> None:
+    mx = [*MIXED, "quant.w_format=mxfp4", "quant.w_bits=4", "quant.w_group=32",
+          "quant.w_sym=true", "quant.budget.candidates=[4,6,8]", "quant.budget.avg_bits=5.5"]
+    check_run(compose_run(mx))
+    base = ["model=smollm2-2layer", "quant=w8a8-fp8"]
+    check_run(compose_run([*base, "+quant.layer_bits={model.layers.1.mlp.down_proj: 4}"]))
+    with pytest.raises(ConfigError, match="allowed: 4, 6, 8 or 16"):
+        check_run(compose_run([*base, "+quant.layer_bits={model.layers.1.mlp.down_proj: 3}"]))
 
 
 def test_layer_bits_names_and_widths() -> None:

@@ -25,6 +25,7 @@ from abqlab.alloc.relax import RELAXATIONS
 from abqlab.alloc.sensitivity import SENSITIVITIES
 from abqlab.alloc.size import weight_bits
 from abqlab.config import QuantConfig
+from abqlab.quant.formats import ladder_of
 from abqlab.quant.spec import FP_BITS
 
 Finding = tuple[str, Any, str] | None
@@ -52,8 +53,13 @@ def check_budget_settings(quant: Any, calib: Any) -> Finding:
         return "quant.budget.weights", b.weights, ", ".join(WEIGHT_SOURCES)
     if not b.candidates or any(w not in WIDTHS for w in b.candidates):
         return "quant.budget.candidates", list(b.candidates), "a list of widths in 1..8"
-    if quant.w_bits == FP_BITS or quant.w_format != "int":
-        return "quant.w_bits", quant.w_bits, "< 16 with w_format=int when a budget is set"
+    if quant.w_bits == FP_BITS:
+        return "quant.w_bits", quant.w_bits, "< 16 when a budget is set"
+    ladder = ladder_of(quant.w_format)
+    if ladder is not None and any(w not in ladder for w in b.candidates):
+        widths = ", ".join(map(str, sorted(ladder)))
+        return ("quant.budget.candidates", list(b.candidates),
+                f"widths of {quant.w_format}'s family: {widths}")
     if quant.w_sym and 1 in b.candidates and not quant.w_bit_balance:
         return "quant.budget.candidates", list(b.candidates), "no 1 with w_sym=true"
     for key in ("nsamples", "seqlen", "steps"):
@@ -72,13 +78,17 @@ def check_budget_settings(quant: Any, calib: Any) -> Finding:
 
 
 def check_layer_bits(quant: Any, model_config: Any, blocks: str) -> Finding:
-    """``quant.layer_bits``: known linear names and widths 1..8 or 16."""
+    """``quant.layer_bits``: known linear names and widths 1..8 or 16 (a float format: the
+    widths of its family)."""
     names = linear_shapes(model_config, blocks)
+    ladder = ladder_of(quant.get("w_format", "int"))
+    allowed = WIDTHS if ladder is None else tuple(sorted(ladder))
+    shown = "1..8" if ladder is None else ", ".join(map(str, allowed))
     for name, bits in (quant.get("layer_bits") or {}).items():
         if name not in names:
             return f"quant.layer_bits.{name}", bits, f"linear names such as {next(iter(names))}"
-        if bits not in (*WIDTHS, FP_BITS):
-            return f"quant.layer_bits.{name}", bits, "1..8 or 16"
+        if bits not in (*allowed, FP_BITS):
+            return f"quant.layer_bits.{name}", bits, f"{shown} or 16"
     return None
 
 

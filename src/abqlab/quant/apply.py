@@ -10,7 +10,7 @@ from abqlab.config import QuantConfig
 from abqlab.models.arch import ArchSpec, blocks_of, get_module, set_module
 from abqlab.quant.attention import register_attention
 from abqlab.quant.fake_linear import FakeQuantLinear
-from abqlab.quant.formats import get_format
+from abqlab.quant.formats import format_at, get_format
 from abqlab.quant.spec import FP_BITS, PER_CHANNEL, QuantSpec
 
 
@@ -20,9 +20,10 @@ def weight_spec(cfg: QuantConfig, name: str = "") -> QuantSpec | None:
     bits = (getattr(cfg, "layer_bits", None) or {}).get(name, cfg.w_bits)
     if bits == FP_BITS:
         return None
-    sym = cfg.w_sym or get_format(cfg.w_format).is_float
+    fmt = format_at(cfg.w_format, bits)  # float formats: the family member of that width
+    sym = cfg.w_sym or get_format(fmt).is_float
     return QuantSpec(bits, sym, cfg.w_group, cfg.w_bit_balance, cfg.w_partial_group,
-                     fmt=cfg.w_format, scale_rule=cfg.w_scale_rule)
+                     fmt=fmt, scale_rule=cfg.w_scale_rule)
 
 
 def act_spec(cfg: QuantConfig) -> QuantSpec | None:

@@ -24,9 +24,36 @@ for _family, _names in FAMILIES.items():  # one line per family: module:NAME for
         FORMATS.register(_name, f"abqlab.quant.formats.{_family}:{_name.upper()}")
 
 
+# the member of a float family at each width, for per-linear widths (quant.layer_bits, budgets):
+# a linear given other bits than w_format's takes its family's format of that width
+LADDERS: dict[str, dict[int, str]] = {
+    "minifloat": {4: "fp4_e2m1", 6: "fp6_e2m3", 8: "fp8_e4m3"},
+    "mx": {4: "mxfp4", 6: "mxfp6_e2m3", 8: "mxfp8"},
+}
+
+
 def get_format(name: str) -> NumberFormat:
     """The format registered as ``name`` (unknown names: one line with close matches)."""
     return FORMATS.get(name)
+
+
+def ladder_of(name: str) -> dict[int, str] | None:
+    """Width → format of ``name``'s family (None: integers, any width; or no ladder)."""
+    if name == "int":
+        return None
+    family = next(f for f, names in FAMILIES.items() if name in names)
+    return LADDERS.get(family, {get_format(name).bits: name})
+
+
+def format_at(name: str, bits: int) -> str:
+    """The format a weight of ``bits`` bits uses when the run's format is ``name``."""
+    ladder = ladder_of(name)
+    if ladder is None or get_format(name).bits == bits:
+        return name
+    if bits not in ladder:
+        widths = ", ".join(map(str, sorted(ladder)))
+        raise ValueError(f"{name} has no {bits}-bit member in its family (widths {widths})")
+    return ladder[bits]
 
 
 __all__ = ["FAMILIES", "FORMATS", "NumberFormat", "get_format"]
