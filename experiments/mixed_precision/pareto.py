@@ -47,6 +47,17 @@ BUDGETS: dict[str, tuple[int, list[int]]] = {
     "4.50": (116_413_056, [3, 4, 5, 6]),  # W4 g64 (peers)
     "5.00": (123_048_576, [3, 4, 5, 6]),  # W4 g32
 }
+# float formats (RTN weights): uniform MXFP4 / MXFP6 and a knapsack over MXFP4/6/8 between them
+MX = ["quant.w_group=32", "quant.w_sym=true", *RTN]
+FORMAT_ROWS: list[tuple[str, list[str]]] = [
+    ("mxfp4/rtn", ["quant=w4a16-mxfp4", *MX]),
+    ("mxfp6/rtn", ["quant=w4a16-mxfp4", "quant.w_bits=6", "quant.w_format=mxfp6_e2m3",
+                   "quant.name=w6a16-mxfp6", *MX]),
+    ("alloc-knapsack-mx-5.25/rtn", [
+        "quant=mixed", "quant.name=mixed-knapsack-mx-5.25", "quant.w_format=mxfp4",
+        "quant.w_bits=4", "quant.budget.candidates=[4,6,8]", "quant.budget.avg_bits=5.25",
+        "quant.budget.nsamples=8", "quant.budget.seqlen=256", *MX]),
+]
 ALLOCATORS = {
     "knapsack": ["quant=mixed"],
     "search": ["quant=mixed", "quant.budget.allocator=search", "quant.budget.steps=40"],
@@ -77,6 +88,7 @@ def runs() -> list[tuple[str, list[str]]]:
         out += [(f"{uniform}/gptq", [*UNIFORM[uniform][0], *GPTQ])] if uniform else []
     out += [("w4g128/gptq", [*UNIFORM["w4g128"][0], *GPTQ])]
     out += [(f"alloc-knapsack-{b}/gptq", allocated(b, "knapsack")) for b in ("2.50", "4.50")]
+    out += FORMAT_ROWS
     return out
 
 
