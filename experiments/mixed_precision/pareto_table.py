@@ -130,6 +130,27 @@ def table(rows: dict[int, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def format_rows(stores: list[Path]) -> list[str]:
+    """Float-format weight rows (RTN; sizes with each format's own scale bytes)."""
+    lines = ["| quant | formats | calib | bytes | avg bits | widths | wiki ppl |",
+             "|---|---|---|---|---|---|---|"]
+    for store in stores:
+        if not store.exists():
+            continue
+        for line in store.read_text().splitlines():
+            r = json.loads(line)
+            q = r["config"]["quant"]
+            if r.get("status") != "ok" or q.get("w_format", "int") == "int":
+                continue
+            alloc = r.get("allocation") or {}
+            hist = " ".join(f"W{k}:{v}" for k, v in (alloc.get("histogram") or {}).items())
+            m = r["metrics"]
+            lines.append(f"| {q['name']} | {q['w_format']} family | {r['config']['calib']['name']}"
+                         f" | {m['size/bytes']:,} | {m['size/avg_bits']:.3f} | {hist or '–'} | "
+                         f"{m['ppl/wiki']:.2f} |")
+    return lines if len(lines) > 2 else []
+
+
 def figure(rows: dict[int, dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -163,6 +184,10 @@ def main() -> None:
              "windows with the MSE grid; weights only, asymmetric. Mean ± sd where calibration "
              "seeds repeat. Allocated rows got the bytes of the uniform row on their line.", "",
              *table(rows), "", "![size vs ppl](pareto.png)", ""]
+    formats = format_rows(stores)
+    if formats:
+        lines += ["## Float formats", "", "Widths from a float format's family (MXFP4 / MXFP6 / "
+                  "MXFP8: one E8M0 byte per block of 32), RTN weights.", "", *formats, ""]
     (HERE / "pareto.md").write_text("\n".join(lines))
     figure(rows, HERE / "pareto.png")
     print("\n".join(lines))
