@@ -6,7 +6,7 @@ import pytest
 
 from abqlab.config import QuantConfig
 from abqlab.quant.apply import weight_spec
-from abqlab.quant.formats import format_at, get_format
+from abqlab.quant.formats import format_at, get_format, ladder_of
 
 
 @pytest.mark.parametrize(
@@ -17,6 +17,11 @@ from abqlab.quant.formats import format_at, get_format
 def test_format_at_each_width(name: str, bits: int, expected: str) -> None:
     assert format_at(name, bits) == expected
     assert expected == "int" or get_format(expected).bits == bits
+
+
+def test_unknown_names_have_no_ladder() -> None:
+    assert ladder_of("fp5") is None and ladder_of("int") is None
+    assert ladder_of("nvfp4") == {4: "nvfp4"}
 
 
 def test_a_width_outside_the_family_is_refused() -> None:

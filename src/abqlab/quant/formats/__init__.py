@@ -39,9 +39,9 @@ def get_format(name: str) -> NumberFormat:
 
 def ladder_of(name: str) -> dict[int, str] | None:
     """Width → format of ``name``'s family (None: integers, any width; or no ladder)."""
-    if name == "int":
+    family = next((f for f, names in FAMILIES.items() if name in names), None)
+    if name == "int" or family is None:  # integers; unknown names are the format check's
         return None
-    family = next(f for f, names in FAMILIES.items() if name in names)
     return LADDERS.get(family, {get_format(name).bits: name})
 
 
