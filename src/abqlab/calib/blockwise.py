@@ -61,7 +61,7 @@ def calibrate_blockwise(
     torch.manual_seed(calib.seed)
     model, arch, device = loaded.model, loaded.arch, loaded.device
     use_abqlab_attention(model)
-    rotation = prepare_rotation(loaded, calib)  # model-level step before capture (rotation)
+    rotation = prepare_rotation(loaded, calib, quant, data, run_dir)  # model level, first
     windows = calibration_windows(
         loaded.tokenizer, data, calib.nsamples, calib.seqlen, calib.seed, loaded.add_bos
     )

@@ -67,6 +67,7 @@ def save_quantized(model: nn.Module, path: Path, config: dict[str, Any]) -> None
         "linears": export_model(model, strict=False),  # online rotations: "rotation" below
         "norms": float_tensors_outside_linears(model),
         "rotation": getattr(model, "abqlab_rotation", None),  # the seeded plan, re-applied
+        "learned_residual": getattr(model, "abqlab_learned_residual", None),  # R1 on top of it
     }
     save_atomic(payload, path)
 
@@ -85,6 +86,10 @@ def load_quantized(model: nn.Module, arch: Any, path: Path) -> dict[str, Any]:
         from abqlab.rotation.transform import RotationPlan, rotate_model
 
         rotate_model(model, arch, RotationPlan(**payload["rotation"]))
+    if payload.get("learned_residual") is not None:  # embeddings and head need it (linears: saved)
+        from abqlab.rotation.residual import absorb_residual
+
+        absorb_residual(model, arch, payload["learned_residual"])
     quantize_model(model, arch, QuantConfig(**payload["config"]["quant"]))
     model.load_state_dict(payload["norms"], strict=False)
     for module in fake_quant_linears(model):

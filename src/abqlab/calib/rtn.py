@@ -21,8 +21,7 @@ def calibrate_rtn(
     run_dir: Path,
 ) -> dict[str, Any]:
     """Replace linears with fake-quant ones (plus LoRC if asked) and cache their weights."""
-    del data, run_dir
-    rotation = prepare_rotation(loaded, calib)  # model-level step before quantizing
+    rotation = prepare_rotation(loaded, calib, quant, data, run_dir)  # model level, first
     quantize_model(loaded.model, loaded.arch, quant)
     lorc = apply_lorc(fake_quant_linears(loaded.model), calib.lorc)
     freeze_model(loaded.model)

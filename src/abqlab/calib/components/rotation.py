@@ -4,14 +4,19 @@ Model level (``prepare_rotation``, called by the rtn and blockwise methods befor
 captured or quantized): the offline rotation of ``abqlab.rotation.transform`` — residual stream
 (norms folded, head untied), value/output heads, online rotations before down_proj (and
 optionally o_proj, q/k). The float model's function is unchanged; every other component then
-works on the rotated model. Block level (``learn: [heads]``): a learned rotation of each value
-head on top (Cayley, identity at start), trained by the block trainer with the configured losses
-and baked into v_proj / o_proj — SpinQuant's R2, learned block-wise instead of end to end.
+works on the rotated model. Model level too (``learn: [residual]``): SpinQuant's R1, a learned
+rotation of the residual stream on top of the Hadamard, trained end to end on the quantized
+model's logits (``abqlab.rotation.residual``) and folded into the float weights before any block
+is calibrated. Block level (``learn: [heads]``): a learned rotation of each value head on top
+(Cayley, identity at start), trained by the block trainer with the configured losses and baked
+into v_proj / o_proj — SpinQuant's R2, learned block-wise instead of end to end.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,9 +25,13 @@ from torch import nn
 from abqlab.calib.components import COMPONENTS, Component, ComponentConfig, build_component
 from abqlab.calib.context import BlockContext
 from abqlab.rotation.cayley import CayleyRotation
+from abqlab.rotation.residual import ResidualTraining
 from abqlab.rotation.transform import KINDS, RotationPlan, head_layout, rotate_model
 
-LEARNABLE = ("heads",)
+log = logging.getLogger(__name__)
+
+LEARNABLE = ("heads", "residual")
+RESIDUAL_FILE = "residual_rotation.pt"  # the learned R1 of a run, reused when it resumes
 PLAN_FIELDS = ("kind", "seed", "residual", "heads", "online_down", "online_o", "online_qk")
 
 
@@ -38,7 +47,11 @@ class RotationConfig(ComponentConfig):
     online_down: bool = True  # R4: online Hadamard before down_proj (weights absorb it)
     online_o: bool = False  # online rotation across heads before o_proj
     online_qk: bool = False  # R3: online Hadamard of q and k per head (for a quantized K cache)
-    learn: list[str] = field(default_factory=list)  # heads: learn R2 per block (Cayley)
+    learn: list[str] = field(default_factory=list)  # heads: R2 per block; residual: R1 end to end
+    residual_steps: int = 100  # learn: [residual] — AdamW steps, one window each
+    residual_lr: float = 1e-3
+    residual_loss: str = "kl"  # kl (to the float model's logits) | ce (next tokens, SpinQuant)
+    residual_windows: int = 16  # calibration windows: half to train on, half to pick the best R
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -46,6 +59,16 @@ class RotationConfig(ComponentConfig):
         bad = [name for name in self.learn if name not in LEARNABLE]
         if bad:
             raise ValueError(f"rotation.learn={bad}: allowed: {', '.join(LEARNABLE)}")
+        if "residual" in self.learn and not self.residual:
+            raise ValueError("rotation.learn=[residual] needs rotation.residual=true")
+        if "residual" in self.learn:
+            self.residual_training()  # raises on bad steps / lr / loss
+            if self.residual_windows < 2:
+                raise ValueError(f"rotation.residual_windows={self.residual_windows}: at least 2 "
+                                 "(half trains the rotation, half picks the best one)")
+
+    def residual_training(self) -> ResidualTraining:
+        return ResidualTraining(self.residual_steps, self.residual_lr, self.residual_loss)
 
     def plan(self) -> RotationPlan:
         return RotationPlan(**{name: getattr(self, name) for name in PLAN_FIELDS})
@@ -112,13 +135,46 @@ def rotation_settings(calib: Any) -> RotationConfig | None:
     return component.cfg if component.cfg.enabled else None
 
 
-def prepare_rotation(loaded: Any, calib: Any) -> dict[str, Any]:
+def prepare_rotation(loaded: Any, calib: Any, quant: Any = None, data: Any = None,
+                     run_dir: Path | None = None) -> dict[str, Any]:
     """Rotate the loaded float model if ``calib.components.rotation`` is enabled; a summary for
-    the run record under ``rotation`` (empty when there is nothing to do)."""
+    the run record under ``rotation`` (empty when there is nothing to do). ``learn: [residual]``
+    also trains R1 on the quantized model (``quant``, windows of ``data``) and folds it in; the
+    learned matrix is kept in ``run_dir`` and reused when the run resumes."""
     cfg = rotation_settings(calib)
     if cfg is None:
         return {}
-    return {"rotation": Rotation(cfg).prepare(loaded.model, loaded.arch)}
+    summary = Rotation(cfg).prepare(loaded.model, loaded.arch)
+    if "residual" in cfg.learn:
+        if quant is None or data is None:
+            raise ValueError("rotation.learn=[residual] needs the run's quant config and data")
+        summary["learned_residual"] = learned_residual(loaded, cfg, calib, quant, data, run_dir)
+    return {"rotation": summary}
+
+
+def learned_residual(loaded: Any, cfg: RotationConfig, calib: Any, quant: Any, data: Any,
+                     run_dir: Path | None) -> dict[str, Any]:
+    """Train (or reload from ``run_dir``) the residual rotation and fold it into the model."""
+    import torch
+
+    from abqlab.data.sources import calibration_windows
+    from abqlab.rotation.residual import absorb_residual, learn_residual_rotation
+
+    path = None if run_dir is None else Path(run_dir) / RESIDUAL_FILE
+    if path is not None and path.is_file():
+        saved = torch.load(path, weights_only=False)
+        log.info("residual rotation: reusing %s", path)
+        absorb_residual(loaded.model, loaded.arch, saved["matrix"])
+        return {**saved["summary"], "reused": str(path)}
+    windows = calibration_windows(loaded.tokenizer, data, cfg.residual_windows, calib.seqlen,
+                                  calib.seed, loaded.add_bos)
+    matrix, summary = learn_residual_rotation(loaded.model, loaded.arch, quant, windows,
+                                              cfg.residual_training(), calib.seed)
+    absorb_residual(loaded.model, loaded.arch, matrix)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"matrix": matrix.cpu(), "summary": summary}, path)
+    return summary
 
 
 def smoothing_conflict(components: dict[str, Any]) -> tuple[str, Any, str] | None:
@@ -158,8 +214,9 @@ def training_conflict(method: str, epochs: int, components: dict[str, Any]
                 "no rotation with calib=load: the saved model carries the rotation it was "
                 "quantized with")
     learn = list(settings.get("learn") or [])
-    if learn and (method != "blockwise" or epochs < 1):
+    if "heads" in learn and (method != "blockwise" or epochs < 1):
         return ("calib.components.rotation.learn", learn,
-                f"[] with calib.method={method} and calib.epochs={epochs}: a learned rotation "
-                "needs the block trainer (calib.method=blockwise, calib.epochs >= 1)")
+                f"no heads with calib.method={method} and calib.epochs={epochs}: the learned "
+                "head rotation needs the block trainer (calib.method=blockwise, calib.epochs "
+                ">= 1); learn=[residual] trains end to end with any method")
     return None
