@@ -33,3 +33,13 @@ def test_validate_refuses_residual_learning_without_residual_rotation(
                    "calib.components.rotation.residual=false")
     with pytest.raises((ConfigError, ValueError), match="residual"):
         check_run(cfg)
+
+
+def test_validate_allows_residual_learning_without_block_training(
+    composer: Callable[..., Any],
+) -> None:
+    check_run(composer("quant=w4a4", "calib=rtn", "+calib.components.rotation.enabled=true",
+                       "+calib.components.rotation.learn=[residual]"))
+    with pytest.raises(ConfigError, match="block trainer"):
+        check_run(composer("quant=w4a4", "calib=rtn", "+calib.components.rotation.enabled=true",
+                           "+calib.components.rotation.learn=[residual,heads]"))

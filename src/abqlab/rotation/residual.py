@@ -202,12 +202,14 @@ def learn_residual_rotation(model: nn.Module, arch: ArchSpec, quant: Any, window
     best = (math.inf, torch.eye(rotation.n, device=device))
     try:
         with rotated_quantized(model, arch, quant, shared) as wrapped:
-            for step in tqdm(range(training.steps + 1), desc="residual rotation", unit="step"):
+            bar = tqdm(range(training.steps + 1), desc="residual rotation", unit="step")
+            for step in bar:
                 if step % training.eval_every == 0 or step == training.steps:
                     value = held_out_loss(model, wrapped, shared, held_out, training.loss)
                     held.append((step, value))
                     if value < best[0]:
                         best = (value, shared.get(torch.float32).detach().clone())
+                    bar.set_postfix(held_out=f"{value:.4g}", best=f"{best[0]:.4g}")
                 if step == training.steps:
                     break
                 shared.refresh()
