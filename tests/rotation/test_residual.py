@@ -109,3 +109,16 @@ def test_bad_settings_are_refused() -> None:
         ResidualTraining(loss="mse")
     with pytest.raises(ValueError, match="steps"):
         ResidualTraining(steps=0)
+
+
+def test_weights_left_in_float_when_asked(fresh_2layer: LoadedModel) -> None:
+    """weights=False: with W4A16 nothing is quantized in the loop, so the KL is zero."""
+    loaded = rotated(fresh_2layer)
+    w4a16 = QuantConfig(name="w4a16", w_bits=4, a_bits=16)
+    float_weights = ResidualTraining(steps=1, eval_every=1, weights=False)
+    _, summary = learn_residual_rotation(
+        loaded.model, loaded.arch, w4a16, windows(2), float_weights, seed=0)
+    assert summary["held_out_start"] < 1e-6 and summary["weights_quantized"] is False
+    _, quantized = learn_residual_rotation(
+        loaded.model, loaded.arch, w4a16, windows(2), ResidualTraining(steps=1), seed=0)
+    assert quantized["held_out_start"] > 1e-3

@@ -8,13 +8,15 @@ Rᵀ W (b R), the embeddings E R and the head W R — the float function is unch
 Each step fake-quantizes the rotated weights and the activations as the run's ``QuantConfig``
 says (STE through the rounding) and follows the gradient of the logits' loss with respect to θ:
 ``kl`` against the float model's next-token distribution (same window, quantization off) or
-``ce`` on the window's next tokens (SpinQuant's loss). The best rotation seen on the held-out
-half of the windows is kept and folded into the float weights (``absorb``), after which any
-calibrator (GPTQ, ABQ, RTN) quantizes the model as usual.
+``ce`` on the window's next tokens (SpinQuant's loss). ``weights=False`` leaves the weights in
+float in the loop, so R is fitted to the activations' error alone. The best rotation seen on the
+held-out half of the windows is kept and folded into the float weights (``absorb``), after which
+any calibrator (GPTQ, ABQ, RTN) quantizes the model as usual.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -47,6 +49,8 @@ class ResidualTraining:
     lr: float = 1e-3
     loss: str = "kl"
     eval_every: int = 10  # held-out loss every this many steps (and at 0 and the end)
+    weights: bool = True  # fake-quantize the weights in the loop (False: activations/KV only,
+    # for a calibrator such as GPTQ that brings its own, much smaller, weight error)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -189,6 +193,8 @@ def learn_residual_rotation(model: nn.Module, arch: ArchSpec, quant: Any, window
     device = get_module(model, arch.embed).weight.device
     windows = windows.to(device)
     train, held_out = split_windows(windows)
+    if not training.weights:
+        quant = dataclasses.replace(quant, w_bits=16, layer_bits={})
     rotation = CayleyRotation(model.config.hidden_size, device)
     shared = SharedRotation(rotation)
     optimizer = torch.optim.AdamW([rotation.theta], lr=training.lr, weight_decay=0.0)
@@ -224,6 +230,7 @@ def learn_residual_rotation(model: nn.Module, arch: ArchSpec, quant: Any, window
             p.requires_grad_(True)
     summary = {
         "steps": training.steps, "lr": training.lr, "loss": training.loss,
+        "weights_quantized": training.weights,
         "train_windows": len(train), "held_out_windows": len(held_out),
         "train_curve": curve, "held_out_curve": held,
         "held_out_start": held[0][1], "held_out_best": best[0],
