@@ -92,6 +92,9 @@ class QuantConfig:
     # mixed precision: weight bits per linear by full name (``model.layers.0.mlp.down_proj``),
     # overriding w_bits; filled by the allocation when ``budget`` is set (abqlab.alloc)
     layer_bits: dict[str, int] = field(default_factory=dict)
+    # activation (input) bits per linear by glob pattern on the full name, first match wins,
+    # overriding a_bits; on the command line ++quant.layer_a_bits={*mlp.gate_proj:8,*up_proj:8}
+    layer_a_bits: dict[str, int] = field(default_factory=dict)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
 
 

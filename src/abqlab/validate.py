@@ -48,6 +48,8 @@ def check_quant(cfg: DictConfig) -> None:
         raise ConfigError(
             "quant.w_sym", True, "false at w_bits=1 (no zero level), or w_bit_balance"
         )
+    for pattern, bits in (q.get("layer_a_bits") or {}).items():
+        check_choice(f"quant.layer_a_bits[{pattern}]", bits, BITS)
     if q.a_bits == 1 and q.a_sym:
         raise ConfigError("quant.a_sym", True, "false at a_bits=1 (no zero level)")
     if not 0.0 < q.a_clip <= 1.0:

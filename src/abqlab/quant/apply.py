@@ -26,12 +26,23 @@ def weight_spec(cfg: QuantConfig, name: str = "") -> QuantSpec | None:
                      fmt=fmt, scale_rule=cfg.w_scale_rule)
 
 
-def act_spec(cfg: QuantConfig) -> QuantSpec | None:
-    """The dynamic activation quantizer (per token by default), or None."""
-    if cfg.a_bits == FP_BITS:
+def act_bits(cfg: QuantConfig, name: str = "") -> int:
+    """Input bits of linear ``name``: the first ``cfg.layer_a_bits`` pattern it matches, else
+    ``a_bits``."""
+    for pattern, bits in (getattr(cfg, "layer_a_bits", None) or {}).items():
+        if fnmatch.fnmatch(name, pattern):
+            return int(bits)
+    return cfg.a_bits
+
+
+def act_spec(cfg: QuantConfig, name: str = "") -> QuantSpec | None:
+    """The dynamic activation quantizer of linear ``name`` (per token by default), or None."""
+    bits = act_bits(cfg, name)
+    if bits == FP_BITS:
         return None
-    sym = cfg.a_sym or get_format(cfg.a_format).is_float
-    return QuantSpec(cfg.a_bits, sym, cfg.a_group, fmt=cfg.a_format, activation=True)
+    fmt = cfg.a_format if bits == cfg.a_bits else format_at(cfg.a_format, bits)
+    sym = cfg.a_sym or get_format(fmt).is_float
+    return QuantSpec(bits, sym, cfg.a_group, fmt=fmt, activation=True)
 
 
 def qkv_specs(cfg: QuantConfig) -> dict[str, QuantSpec]:
@@ -58,7 +69,8 @@ def quantize_block(block: nn.Module, arch: ArchSpec, cfg: QuantConfig, prefix: s
         linear = get_module(block, path)
         if isinstance(linear, FakeQuantLinear):
             continue
-        module = FakeQuantLinear(linear, weight_spec(cfg, full_name), act_spec(cfg), full_name)
+        module = FakeQuantLinear(linear, weight_spec(cfg, full_name), act_spec(cfg, full_name),
+                                 full_name)
         module.a_clip = cfg.a_clip
         set_module(block, path, module)
     specs = qkv_specs(cfg)
