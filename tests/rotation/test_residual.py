@@ -16,6 +16,7 @@ from abqlab.rotation.residual import (
     ResidualTraining,
     SharedRotation,
     absorb_residual,
+    cached_teacher,
     held_out_loss,
     learn_residual_rotation,
     quantization_off,
@@ -122,3 +123,26 @@ def test_weights_left_in_float_when_asked(fresh_2layer: LoadedModel) -> None:
     _, quantized = learn_residual_rotation(
         loaded.model, loaded.arch, w4a16, windows(2), ResidualTraining(steps=1), seed=0)
     assert quantized["held_out_start"] > 1e-3
+
+
+def test_cached_teacher_gives_the_same_kl(fresh_2layer: LoadedModel) -> None:
+    loaded = rotated(fresh_2layer)
+    ids = windows(2)
+    shared = random_rotation(loaded.model.config.hidden_size, seed=5)
+    with rotated_quantized(loaded.model, loaded.arch, W4A4, shared) as wrapped:
+        teachers = cached_teacher(loaded.model, wrapped, shared, ids, "kl")
+        cached = held_out_loss(loaded.model, wrapped, shared, ids, "kl", teachers)
+        fresh = held_out_loss(loaded.model, wrapped, shared, ids, "kl")
+        assert cached_teacher(loaded.model, wrapped, shared, ids, "ce") is None
+    assert teachers is not None and teachers[0].dtype == torch.bfloat16
+    assert cached == pytest.approx(fresh, rel=2e-2) and fresh > 1e-3
+
+
+def test_batches_of_windows_per_step(fresh_2layer: LoadedModel) -> None:
+    loaded = rotated(fresh_2layer)
+    _, summary = learn_residual_rotation(
+        loaded.model, loaded.arch, W4A4, windows(6), ResidualTraining(steps=2, batch=2), seed=0)
+    assert summary["batch"] == 2 and len(summary["train_curve"]) == 2
+    assert summary["teacher_cached"] is True
+    with pytest.raises(ValueError, match="batch"):
+        ResidualTraining(batch=0)

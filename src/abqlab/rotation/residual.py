@@ -39,6 +39,7 @@ from abqlab.rotation.transform import rotate_residual
 log = logging.getLogger(__name__)
 
 LOSSES = ("kl", "ce")
+TEACHER_CACHE_BYTES = 1 << 30  # KL targets of all windows kept in memory up to this size
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,16 @@ class ResidualTraining:
     lr: float = 1e-3
     loss: str = "kl"
     eval_every: int = 10  # held-out loss every this many steps (and at 0 and the end)
+    batch: int = 1  # windows per step (their gradients accumulated)
     weights: bool = True  # fake-quantize the weights in the loop (False: activations/KV only,
     # for a calibrator such as GPTQ that brings its own, much smaller, weight error)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"residual loss={self.loss}: allowed: {', '.join(LOSSES)}")
-        if self.steps < 1 or self.lr <= 0 or self.eval_every < 1:
-            raise ValueError(f"residual training needs steps >= 1, lr > 0, eval_every >= 1: {self}")
+        if self.steps < 1 or self.lr <= 0 or self.eval_every < 1 or self.batch < 1:
+            raise ValueError("residual training needs steps >= 1, lr > 0, eval_every >= 1, "
+                             f"batch >= 1: {self}")
 
 
 class SharedRotation:
@@ -156,24 +159,45 @@ def quantization_off(model: nn.Module, wrapped: list[FakeQuantLinear]) -> Iterat
             module.abqlab_qkv = specs
 
 
+def float_log_probs(model: nn.Module, wrapped: list[FakeQuantLinear], window: torch.Tensor
+                    ) -> torch.Tensor:
+    """The float model's next-token log-probabilities on a window [1, seqlen - 1, vocab]."""
+    with torch.no_grad(), quantization_off(model, wrapped):
+        return model(input_ids=window).logits[:, :-1].float().log_softmax(-1)
+
+
+def cached_teacher(model: nn.Module, wrapped: list[FakeQuantLinear], shared: SharedRotation,
+                   windows: torch.Tensor, loss: str) -> list[torch.Tensor] | None:
+    """KL targets of every window, computed once (bf16) when they fit in TEACHER_CACHE_BYTES;
+    None: each step recomputes its own (CE needs none)."""
+    if loss != "kl":
+        return None
+    tokens = windows.shape[0] * (windows.shape[1] - 1)
+    if tokens * model.config.vocab_size * 2 > TEACHER_CACHE_BYTES:
+        return None
+    shared.refresh()  # the float function does not depend on R
+    return [float_log_probs(model, wrapped, w[None]).to(torch.bfloat16) for w in windows]
+
+
 def window_loss(model: nn.Module, wrapped: list[FakeQuantLinear], window: torch.Tensor,
-                loss: str) -> torch.Tensor:
+                loss: str, teacher: torch.Tensor | None = None) -> torch.Tensor:
     """The quantized model's loss on one window [1, seqlen]: KL(float ‖ quantized) or CE."""
     logits = model(input_ids=window).logits[:, :-1].float()
     if loss == "ce":
         return F.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten())
-    with torch.no_grad(), quantization_off(model, wrapped):
-        teacher = model(input_ids=window).logits[:, :-1].float().log_softmax(-1)
+    teacher = float_log_probs(model, wrapped, window) if teacher is None else teacher.float()
     return F.kl_div(logits.log_softmax(-1), teacher, log_target=True, reduction="batchmean") / (
         logits.shape[1])
 
 
 def held_out_loss(model: nn.Module, wrapped: list[FakeQuantLinear], shared: SharedRotation,
-                  windows: torch.Tensor, loss: str) -> float:
+                  windows: torch.Tensor, loss: str,
+                  teachers: list[torch.Tensor] | None = None) -> float:
     with torch.no_grad():
         shared.refresh()
-        return float(sum(window_loss(model, wrapped, w[None], loss) for w in windows)
-                     / len(windows))
+        return float(sum(window_loss(model, wrapped, w[None], loss,
+                                     None if teachers is None else teachers[i])
+                         for i, w in enumerate(windows)) / len(windows))
 
 
 def split_windows(windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,28 +232,38 @@ def learn_residual_rotation(model: nn.Module, arch: ArchSpec, quant: Any, window
     best = (math.inf, torch.eye(rotation.n, device=device))
     try:
         with rotated_quantized(model, arch, quant, shared) as wrapped:
+            teachers = cached_teacher(model, wrapped, shared, windows, training.loss)
+            train_teachers = None if teachers is None else teachers[:len(train)]
+            held_teachers = None if teachers is None else teachers[len(train):]
             bar = tqdm(range(training.steps + 1), desc="residual rotation", unit="step")
             for step in bar:
                 if step % training.eval_every == 0 or step == training.steps:
-                    value = held_out_loss(model, wrapped, shared, held_out, training.loss)
+                    value = held_out_loss(model, wrapped, shared, held_out, training.loss,
+                                          held_teachers)
                     held.append((step, value))
                     if value < best[0]:
                         best = (value, shared.get(torch.float32).detach().clone())
                     bar.set_postfix(held_out=f"{value:.4g}", best=f"{best[0]:.4g}")
                 if step == training.steps:
                     break
-                shared.refresh()
-                value = window_loss(model, wrapped, train[step % len(train)][None], training.loss)
                 optimizer.zero_grad(set_to_none=True)
-                value.backward()
+                value = 0.0
+                for k in range(training.batch):
+                    index = (step * training.batch + k) % len(train)
+                    shared.refresh()  # each window's graph needs its own R
+                    part = window_loss(model, wrapped, train[index][None], training.loss,
+                                       None if train_teachers is None else train_teachers[index])
+                    (part / training.batch).backward()
+                    value += float(part.detach()) / training.batch
                 optimizer.step()
                 schedule.step()
-                curve.append(float(value.detach()))
+                curve.append(value)
     finally:
         for p in frozen:
             p.requires_grad_(True)
     summary = {
         "steps": training.steps, "lr": training.lr, "loss": training.loss,
+        "batch": training.batch, "teacher_cached": teachers is not None,
         "weights_quantized": training.weights,
         "train_windows": len(train), "held_out_windows": len(held_out),
         "train_curve": curve, "held_out_curve": held,

@@ -52,6 +52,7 @@ class RotationConfig(ComponentConfig):
     residual_lr: float = 1e-3
     residual_loss: str = "kl"  # kl (to the float model's logits) | ce (next tokens, SpinQuant)
     residual_windows: int = 16  # calibration windows: half to train on, half to pick the best R
+    residual_batch: int = 1  # windows per step
     residual_weights: bool = True  # quantize weights in the loop (false: activations/KV only)
 
     def __post_init__(self) -> None:
@@ -70,7 +71,7 @@ class RotationConfig(ComponentConfig):
 
     def residual_training(self) -> ResidualTraining:
         return ResidualTraining(self.residual_steps, self.residual_lr, self.residual_loss,
-                                weights=self.residual_weights)
+                                batch=self.residual_batch, weights=self.residual_weights)
 
     def plan(self) -> RotationPlan:
         return RotationPlan(**{name: getattr(self, name) for name in PLAN_FIELDS})
