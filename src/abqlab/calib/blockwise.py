@@ -133,6 +133,9 @@ def calibrate_blockwise(
         x_q = run_block(block, x_q, kwargs, calib.batch_size)
         x_fp = x_fp if target_fp is None else target_fp  # unused from here on when None
         seconds = time.perf_counter() - start
+        clips = {p: m.a_clip for p, m in ctx.linears().items() if m.a_clip != quant.a_clip}
+        if clips:  # per-linear activation clip ratios (components.act_clip)
+            losses = {**losses, "a_clip": clips}
         summary["blocks"].append({"index": index, "seconds": seconds, **losses})
         if checkpoint is not None:
             checkpoint.add_block(index, {type(c).__name__: c.state() for c in components})

@@ -110,6 +110,7 @@ def load_quantized(model: nn.Module, arch: Any, path: Path) -> dict[str, Any]:
             saved["scale"].unsqueeze(-1).to(device), signed_zero.unsqueeze(-1).to(device)
         )
         load_factors(module, saved.get("lorc"))
+        module.a_clip = saved.get("a_clip", module.a_clip)  # per linear (components.act_clip)
         module.freeze()
     return payload["config"]
 

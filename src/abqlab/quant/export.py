@@ -48,6 +48,7 @@ def export_linear(module: FakeQuantLinear, strict: bool = True) -> dict[str, Any
         "w_levels": spec.levels,
         "a_bits": FP_BITS if a_spec is None else a_spec.bits,
         "a_sym": bool(a_spec.sym) if a_spec is not None else False,
+        "a_clip": float(module.a_clip),
         "bias": None if bias is None else bias.detach().float().clone(),
         "w_format": spec.fmt,
         "lorc": export_factors(module),

@@ -51,6 +51,7 @@ COMPONENTS.register("compensation", "abqlab.calib.components.compensation:Compen
 COMPONENTS.register("gptq", "abqlab.calib.components.gptq:GPTQ")
 COMPONENTS.register("awq", "abqlab.calib.components.awq:AWQ")
 COMPONENTS.register("rotation", "abqlab.calib.components.rotation:Rotation")
+COMPONENTS.register("act_clip", "abqlab.calib.components.act_clip:ActClip")
 
 
 def build_component(name: str, settings: dict[str, Any] | None) -> Component:
