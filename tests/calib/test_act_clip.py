@@ -57,8 +57,23 @@ def test_pipeline_records_saves_and_reloads(run_pipeline: Callable[..., dict[str
     assert first["status"] == "ok", first.get("reason")
     chosen = [r for b in first["calibration"]["blocks"] for r in b.get("a_clip", {}).values()]
     assert chosen and set(chosen) <= {0.7, 0.4}  # recorded where the search left 1.0
+
     saved = first["_run_dir"] / "quantized.pt"
     second = run_pipeline("quant=w4a4", "calib=load", f"calib.load_from={saved}", name="load")
     assert second["status"] == "ok", second.get("reason")
     assert math.isfinite(first["metrics"]["ppl/wiki"])
     assert second["metrics"]["ppl/wiki"] == pytest.approx(first["metrics"]["ppl/wiki"], rel=1e-5)
+
+
+def test_shared_ratio_per_input_tensor(run_pipeline: Callable[..., dict[str, Any]]) -> None:
+    record = run_pipeline("quant=w4a4", "calib=quarot", "calib.nsamples=2", "calib.seqlen=32",
+                          "+calib.components.act_clip.enabled=true",
+                          "+calib.components.act_clip.shared=true", name="shared")
+    assert record["status"] == "ok", record.get("reason")
+    for block in record["calibration"]["blocks"]:
+        clips = block.get("a_clip", {})
+        ratio = {p: clips.get(p, 1.0) for p in ("self_attn.q_proj", "self_attn.k_proj",
+                                                 "self_attn.v_proj", "mlp.gate_proj",
+                                                 "mlp.up_proj")}
+        assert ratio["self_attn.q_proj"] == ratio["self_attn.k_proj"] == ratio["self_attn.v_proj"]
+        assert ratio["mlp.gate_proj"] == ratio["mlp.up_proj"]

@@ -7,7 +7,9 @@ after GPTQ), each quantized-activation linear's inputs over the calibration wind
 the output error ‖Q_c(x) Ŵᵀ − x Wᵀ‖² (Ŵ the quantized weight, W the float weight before
 calibration when GPTQ kept it, else the current one) is set on the linear. Linears are searched
 in block order, stage by stage (q/k/v, o, gate/up, down), so each sees its inputs under the
-ratios already chosen upstream. No training; the ratio is saved with the quantized model.
+ratios already chosen upstream. ``shared``: the linears reading one tensor (q/k/v, gate/up) get
+one ratio, minimising their summed error — what a fused kernel that quantizes the tensor once
+can run. No training; the ratio is saved with the quantized model.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ DEFAULT_RATIOS = [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5]
 class ActClipConfig(ComponentConfig):
     ratios: list[float] = field(default_factory=lambda: list(DEFAULT_RATIOS))
     max_tokens: int = 4096  # tokens per linear used in the search (evenly spaced subsample)
+    shared: bool = False  # one ratio per input tensor (q/k/v, gate/up) instead of per linear
 
     def __post_init__(self) -> None:
         if not self.ratios or not all(0.0 < r <= 1.0 for r in self.ratios):
@@ -111,10 +114,13 @@ class ActClip(Component):
         linears = {p: m for p, m in ctx.linears().items() if m.a_spec is not None}
         for stage in stages(ctx, list(linears)):
             inputs = capture_inputs(ctx, {p: linears[p] for p in stage}, self.cfg.max_tokens)
-            for path in stage:
-                ratio, _ = best_ratio(linears[path], inputs[path], self.cfg.ratios)
-                linears[path].a_clip = ratio
-                self.chosen[path] = ratio
+            errors = {p: best_ratio(linears[p], inputs[p], self.cfg.ratios)[1] for p in stage}
+            for group in ([stage] if self.cfg.shared else [[p] for p in stage]):
+                total = {r: sum(errors[p][r] for p in group) for r in self.cfg.ratios}
+                ratio = min(total, key=total.get)
+                for path in group:
+                    linears[path].a_clip = ratio
+                    self.chosen[path] = ratio
 
     def state(self) -> dict[str, Any]:
         """The chosen ratio of each linear of the last block."""
