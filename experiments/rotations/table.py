@@ -97,6 +97,16 @@ def details(config: dict[str, Any]) -> str:
     if quant.get("skip"):
         kept = [s for s in SITES if s not in {p.strip("*").split(".")[-1] for p in quant["skip"]}]
         parts.append(f"only {'/'.join(kept)} quantized")
+    rotation = rotation_of(config) or {}
+    if "residual" in (rotation.get("learn") or []):
+        weights = "float" if rotation.get("residual_weights") is False else "quantized"
+        parts.append(f"R1 learned (lr {rotation.get('residual_lr', 1e-3):g}, "
+                     f"{rotation.get('residual_steps', 100)} steps, weights {weights})")
+    clip = (calib.get("components") or {}).get("act_clip")
+    if clip and clip.get("enabled", True):
+        parts.append("act_clip search" + (" (shared)" if clip.get("shared") else ""))
+    for pattern, width in (quant.get("layer_a_bits") or {}).items():
+        parts.append(f"A{width} at {pattern.strip('*')}")
     pairs = ((calib.get("components") or {}).get("smoothing") or {}).get("pairs")
     if pairs:
         parts.append(f"smoothing pairs {','.join(pairs)}")
@@ -126,7 +136,9 @@ def plain(record: dict[str, Any]) -> bool:
     """A grid configuration: preset bits, no a_clip or skips, default rotation (or none)."""
     config = record["config"]
     quant = config["quant"]
-    if quant.get("a_clip", 1.0) != 1.0 or quant.get("skip"):
+    if quant.get("a_clip", 1.0) != 1.0 or quant.get("skip") or quant.get("layer_a_bits"):
+        return False
+    if (config["calib"].get("components") or {}).get("act_clip"):
         return False
     if quant.get("k_bits", 16) != 16 or quant.get("v_bits", 16) != 16:
         return False
