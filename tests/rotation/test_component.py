@@ -42,7 +42,9 @@ def test_cayley_is_orthogonal_and_starts_at_identity() -> None:
 
 @pytest.mark.parametrize(
     ("settings", "match"),
-    [({"kind": "dct"}, "kind"), ({"learn": ["residual"]}, "learn"), ({"bogus": 1}, "bogus")],
+    [({"kind": "dct"}, "kind"), ({"learn": ["rope"]}, "learn"),
+     ({"learn": ["residual"], "residual_steps": 0}, "steps"),
+     ({"learn": ["residual"], "residual": False}, "residual"), ({"bogus": 1}, "bogus")],
 )
 def test_bad_settings_are_refused(settings: dict, match: str) -> None:
     with pytest.raises(Exception, match=match):
