@@ -8,6 +8,8 @@ quantized stream (the block's input is x_q), then the column solver of ``gptq_so
 * ``sequential``: sub-layer true-sequential: the consumers of the architecture's smoothing
   pairs in order (q/k/v, then o, then gate/up, then down for llama), each stage's Hessians
   recorded with the earlier stages already GPTQ-quantized and the later ones in float.
+
+``act_aware``: fit the weights to the layer's quantized inputs (``gptq_act_aware``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from abqlab.calib.components import Component
+from abqlab.calib.components.gptq_act_aware import collect_moments, compensated_target
 from abqlab.calib.components.gptq_solver import GPTQConfig, GPTQResult, gptq_quantize
 from abqlab.calib.context import BlockContext
 from abqlab.quant.fake_linear import FakeQuantLinear
@@ -47,19 +50,38 @@ class GPTQ(Component):
                 float_paths: set[str] = set()
             else:
                 float_paths = set(linears) - done
+            aware = [p for p in stage if self.cfg.act_aware and linears[p].a_spec is not None]
             with quant_disabled([linears[p] for p in float_paths]):
                 hessians = collect_hessians(
-                    ctx, {p: linears[p] for p in stage}, self.cfg.skip_first_tokens
-                )
+                    ctx, {p: linears[p] for p in stage if p not in aware},
+                    self.cfg.skip_first_tokens,
+                ) if len(aware) < len(stage) else {}
+                moments = collect_moments(
+                    ctx, {p: linears[p] for p in aware}, self.cfg.skip_first_tokens
+                ) if aware else {}
             for path in stage:
-                self.quantize(path, linears[path], hessians.pop(path))
+                if path in moments:
+                    hessian, cross = moments.pop(path)
+                    self.quantize(path, linears[path], hessian, cross)
+                else:
+                    self.quantize(path, linears[path], hessians.pop(path))
             done.update(stage)
 
-    def quantize(self, path: str, linear: FakeQuantLinear, hessian: torch.Tensor) -> None:
+    def quantize(
+        self,
+        path: str,
+        linear: FakeQuantLinear,
+        hessian: torch.Tensor,
+        cross: torch.Tensor | None = None,
+    ) -> None:
+        """GPTQ on the linear's weight; with ``cross`` (C of ``gptq_act_aware``) on the target
+        that compensates its activation quantizer, ``hessian`` then being H̃."""
         assert linear.w_spec is not None
         before = linear.weight.detach().float()
-        result = gptq_quantize(linear.weight, hessian, linear.w_spec, self.cfg)
-        delta = result.weight - before
+        target = before if cross is None else compensated_target(
+            linear.weight, hessian, cross, self.cfg.damp)
+        result = gptq_quantize(target, hessian, linear.w_spec, self.cfg)
+        delta = result.weight - target.float()
         self.losses[path] = float(((delta @ hessian) * delta).sum() / 2)
         linear.lorc_reference = before.clone()  # the float weight, for LoRC (quant/lorc.py)
         linear.weight.data.copy_(result.weight.to(linear.weight.dtype))
@@ -67,7 +89,8 @@ class GPTQ(Component):
                         result.g_idx)
 
     def state(self) -> dict[str, Any]:
-        """Each linear's GPTQ objective ½ tr(ΔW H ΔWᵀ) for the last block."""
+        """Each linear's GPTQ objective ½ tr(ΔW H ΔWᵀ) for the last block (ΔW from the act-aware
+        target and H = H̃ with ``act_aware``)."""
         return dict(self.losses)
 
 

@@ -44,6 +44,7 @@ class GPTQConfig(ComponentConfig):
     mse_norm: float = 2.4
     hessian: str = "float"
     skip_first_tokens: int = 0
+    act_aware: bool = False  # fit the weights to the quantized activations (gptq_act_aware)
 
     def __post_init__(self) -> None:
         for key, value, allowed in (

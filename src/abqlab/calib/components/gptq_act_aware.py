@@ -1,0 +1,97 @@
+"""GPTQ that sees the activation quantizer: the weights are fitted to the quantized inputs.
+
+Plain GPTQ minimises ‖X(Ŵ − W)ᵀ‖² on the layer's unquantized inputs X, although at inference the
+layer reads X̃ = Q_a(X) (per-token activation quantization, clipped by ``a_clip``). The output
+error that matters is ‖X̃Ŵᵀ − XWᵀ‖². With H̃ = 2X̃ᵀX̃/n and C = 2X̃ᵀX/n it equals
+‖X̃(Ŵ − V)ᵀ‖² + const for the least-squares target
+
+    V = W Cᵀ H̃⁻¹ = W + W (C − H̃)ᵀ H̃⁻¹,
+
+so GPTQ run on V with Hessian H̃ minimises it (the asymmetric calibration of GPTAQ, Li et al.
+2025, restricted to the layer's own activation error; the upstream error stays in the stream both
+share). The correction W(C − H̃)ᵀ(H̃ + λI)⁻¹ is damped like GPTQ's Hessian (λ = damp · mean
+diag H̃), so V = W exactly when the activations are not quantized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from abqlab.calib.context import BlockContext
+from abqlab.quant.fake_linear import FakeQuantLinear
+from abqlab.quant.quantizer import fake_quant
+
+Moments = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def quantized_input(linear: FakeQuantLinear, x: torch.Tensor) -> torch.Tensor:
+    """What the linear's activation quantizer makes of ``x`` (``x`` itself when A16)."""
+    if linear.a_spec is None:
+        return x
+    return fake_quant(x, linear.a_spec, *linear.act_range(x))
+
+
+@contextlib.contextmanager
+def moment_hooks(
+    linears: dict[str, FakeQuantLinear], skip_first_tokens: int = 0
+) -> Iterator[Moments]:
+    """Inside the ``with``: every forward through ``linears`` adds to H̃ = 2/n Σ x̃x̃ᵀ and
+    C = 2/n Σ x̃xᵀ of its input x (x̃ its quantized copy); the yielded dict holds (H̃, C) per
+    linear once the ``with`` ends."""
+    sums = {
+        p: [torch.zeros(m.in_features, m.in_features, device=m.weight.device) for _ in range(2)]
+        for p, m in linears.items()
+    }
+    counts = dict.fromkeys(linears, 0)
+
+    def hook_for(path: str) -> Any:
+        def hook(module: FakeQuantLinear, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
+            x = inputs[0].detach()
+            if skip_first_tokens and x.dim() == 3:
+                x = x[:, skip_first_tokens:]
+            x = x.reshape(-1, module.in_features).float()
+            xq = quantized_input(module, x).float()
+            sums[path][0] += 2.0 * xq.T @ xq
+            sums[path][1] += 2.0 * xq.T @ x
+            counts[path] += x.shape[0]
+
+        return hook
+
+    moments: Moments = {}
+    handles = [m.register_forward_hook(hook_for(p)) for p, m in linears.items()]
+    try:
+        yield moments
+    finally:
+        for handle in handles:
+            handle.remove()
+    for path in linears:
+        n = max(counts[path], 1)
+        moments[path] = (sums[path][0] / n, sums[path][1] / n)
+
+
+def collect_moments(
+    ctx: BlockContext, linears: dict[str, FakeQuantLinear], skip_first_tokens: int = 0
+) -> Moments:
+    """(H̃, C) of each linear's input over the calibration windows, from one pass of the block."""
+    with moment_hooks(linears, skip_first_tokens) as moments:
+        ctx.run_inputs()
+    return moments
+
+
+@torch.no_grad()
+def compensated_target(
+    weight: torch.Tensor, hessian_q: torch.Tensor, cross: torch.Tensor, damp: float
+) -> torch.Tensor:
+    """V = W + W(C − H̃)ᵀ(H̃ + λI)⁻¹: the float weight that best maps quantized inputs onto the
+    float outputs (fp32, or fp64 when the weight is)."""
+    dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+    w = weight.detach().to(dtype)
+    h = hessian_q.to(dtype).clone()
+    h.diagonal().add_(damp * h.diagonal().mean().clamp_min(1e-12))
+    gap = (cross.to(dtype) - hessian_q.to(dtype)).T  # (C − H̃)ᵀ
+    correction = torch.linalg.solve(h, (w @ gap).T).T  # W(C − H̃)ᵀ H⁻¹ (H symmetric)
+    return w + correction
