@@ -9,8 +9,9 @@ error that matters is ‖X̃Ŵᵀ − XWᵀ‖². With H̃ = 2X̃ᵀX̃/n and C 
 
 so GPTQ run on V with Hessian H̃ minimises it (the asymmetric calibration of GPTAQ, Li et al.
 2025, restricted to the layer's own activation error; the upstream error stays in the stream both
-share). The correction W(C − H̃)ᵀ(H̃ + λI)⁻¹ is damped like GPTQ's Hessian (λ = damp · mean
-diag H̃), so V = W exactly when the activations are not quantized.
+share). The correction W(C − H̃)ᵀ(H̃ + λI)⁻¹ is damped (λ = ``act_aware_damp`` · mean diag H̃),
+so V = W exactly when the activations are not quantized; with few calibration tokens per input
+feature the correction fits the sample's own rounding noise, and a larger λ shrinks it.
 """
 
 from __future__ import annotations

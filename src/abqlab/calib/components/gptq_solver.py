@@ -45,6 +45,7 @@ class GPTQConfig(ComponentConfig):
     hessian: str = "float"
     skip_first_tokens: int = 0
     act_aware: bool = False  # fit the weights to the quantized activations (gptq_act_aware)
+    act_aware_damp: float = 0.01  # λ of the act-aware target's correction, × mean diag H̃
 
     def __post_init__(self) -> None:
         for key, value, allowed in (
@@ -54,8 +55,9 @@ class GPTQConfig(ComponentConfig):
         ):
             if value not in allowed:
                 raise ValueError(f"gptq.{key}={value}: allowed: {', '.join(allowed)}")
-        if not self.damp > 0:
-            raise ValueError(f"gptq.damp={self.damp}: allowed: > 0")
+        if not self.damp > 0 or not self.act_aware_damp > 0:
+            raise ValueError(f"gptq.damp={self.damp}, gptq.act_aware_damp={self.act_aware_damp}:"
+                             " allowed: > 0")
         if self.block_size < 1 or self.mse_steps < 1 or self.skip_first_tokens < 0:
             raise ValueError("gptq.block_size and gptq.mse_steps must be >= 1, "
                              "gptq.skip_first_tokens >= 0")
