@@ -102,6 +102,11 @@ def details(config: dict[str, Any]) -> str:
         weights = "float" if rotation.get("residual_weights") is False else "quantized"
         parts.append(f"R1 learned (lr {rotation.get('residual_lr', 1e-3):g}, "
                      f"{rotation.get('residual_steps', 100)} steps, weights {weights})")
+    gptq = (calib.get("components") or {}).get("gptq") or {}
+    if gptq.get("act_aware"):
+        parts.append(f"GPTQ act-aware (damp {gptq.get('act_aware_damp', 0.01):g})")
+    if gptq.get("skip_first_tokens"):
+        parts.append(f"GPTQ skips {gptq['skip_first_tokens']} first token(s)")
     clip = (calib.get("components") or {}).get("act_clip")
     if clip and clip.get("enabled", True):
         parts.append("act_clip search" + (" (shared)" if clip.get("shared") else ""))
@@ -138,7 +143,11 @@ def plain(record: dict[str, Any]) -> bool:
     quant = config["quant"]
     if quant.get("a_clip", 1.0) != 1.0 or quant.get("skip") or quant.get("layer_a_bits"):
         return False
-    if (config["calib"].get("components") or {}).get("act_clip"):
+    components = config["calib"].get("components") or {}
+    if components.get("act_clip"):
+        return False
+    if (components.get("gptq") or {}).get("act_aware") or (
+            components.get("gptq") or {}).get("skip_first_tokens"):
         return False
     if quant.get("k_bits", 16) != 16 or quant.get("v_bits", 16) != 16:
         return False

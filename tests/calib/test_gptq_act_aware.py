@@ -4,6 +4,11 @@ and in a block it is a no-op for A16 linears."""
 
 from __future__ import annotations
 
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 from test_gptq import correlated_inputs
@@ -68,6 +73,9 @@ class FakeContext:
 
     def __init__(self, block: TwoLinears, x: torch.Tensor) -> None:
         self.block, self.x = block, x
+        self.float_block = copy.deepcopy(block)  # same stream: the float model's inputs equal x
+        for linear in (self.float_block.first, self.float_block.second):
+            linear.quant_enabled = False
 
     def linears(self) -> dict[str, FakeQuantLinear]:
         return {"first": self.block.first, "second": self.block.second}
@@ -76,11 +84,16 @@ class FakeContext:
         with torch.no_grad():
             return self.block(self.x)
 
+    def run_float_inputs(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.float_block(self.x)
 
-def calibrated(a_spec: QuantSpec | None, act_aware: bool) -> TwoLinears:
+
+def calibrated(a_spec: QuantSpec | None, act_aware: bool, target: str = "stream") -> TwoLinears:
     block = TwoLinears(a_spec)
     x = correlated_inputs(4, 32, 1024)
-    GPTQ(GPTQConfig(grid="minmax", act_aware=act_aware)).bake(FakeContext(block, x))
+    cfg = GPTQConfig(grid="minmax", act_aware=act_aware, act_aware_target=target)
+    GPTQ(cfg).bake(FakeContext(block, x))
     return block
 
 
@@ -95,3 +108,31 @@ def test_act_aware_in_a_block_changes_the_weights_and_quantizes_inputs() -> None
     assert not torch.equal(plain.first.weight, aware.first.weight)
     x = torch.randn(8, 32)
     assert torch.equal(quantized_input(aware.first, x), fake_quant(x, A4, None, None))
+
+
+def test_float_target_equals_stream_target_when_the_streams_agree() -> None:
+    # one stage, float Hessians: the stream's unquantized inputs are the float block's inputs
+    stream, floated = calibrated(A4, True, "stream"), calibrated(A4, True, "float")
+    for name in ("first", "second"):
+        assert torch.allclose(getattr(stream, name).weight, getattr(floated, name).weight,
+                              atol=1e-5)
+    assert GPTQ(GPTQConfig(act_aware=True, act_aware_target="float")).needs_float_inputs
+    assert not GPTQ(GPTQConfig(act_aware=True)).needs_float_inputs
+
+
+def test_bad_target_refused() -> None:
+    with pytest.raises(ValueError, match="act_aware_target"):
+        GPTQConfig(act_aware_target="teacher")
+
+
+def test_pipeline_float_target_runs(run_pipeline: Callable[..., dict[str, Any]]) -> None:
+    common = ("quant=w4a4", "calib=quarot", "calib.nsamples=2", "calib.seqlen=32",
+              "++calib.components.gptq.act_aware=true")
+    stream = run_pipeline(*common, name="stream")
+    floated = run_pipeline(*common, "++calib.components.gptq.act_aware_target=float",
+                           name="float")
+    for record in (stream, floated):
+        assert record["status"] == "ok", record.get("reason")
+        assert math.isfinite(record["metrics"]["ppl/wiki"])
+    # the streams part after block 0, so the second block's weights (and ppl) differ
+    assert floated["metrics"]["ppl/wiki"] != stream["metrics"]["ppl/wiki"]

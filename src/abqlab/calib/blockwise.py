@@ -92,13 +92,14 @@ def calibrate_blockwise(
             x_q, x_fp = run_block(block, x_q, kwargs, calib.batch_size), x_fp_next
             summary["blocks"].append({**saved["summary"], "resumed": True})
             continue
-        fp_block = copy.deepcopy(block) if trainer.needs_fp_block else None
-        # targets only when something trains; the float stream also when stats are read from it
-        # (epochs=0 presets such as GPTQ: two forwards per block fewer, results unchanged)
+        float_inputs = any(c.needs_float_inputs for c in components)
+        fp_block = copy.deepcopy(block) if trainer.needs_fp_block or float_inputs else None
+        # targets only when something trains; the float stream also when stats or float inputs
+        # are read from it (epochs=0 presets such as GPTQ: two forwards per block fewer)
         training = calib.epochs > 0
         needs_stats = any(c.needs_stats for c in components)
         target_fp = target_fpstar = None
-        if training or needs_stats:
+        if training or needs_stats or float_inputs:
             target_fp = run_block(block, x_fp, kwargs, calib.batch_size)
         if training:
             target_fpstar = run_block(block, x_q, kwargs, calib.batch_size)
@@ -115,6 +116,9 @@ def calibrate_blockwise(
             model.config,
             stats,
             run_inputs=lambda b=block, x=x_q: run_block(b, x, kwargs, calib.batch_size),
+            float_block=fp_block if float_inputs else None,
+            run_float_inputs=(lambda b=fp_block, x=x_fp: run_block(b, x, kwargs, calib.batch_size))
+            if float_inputs else None,
         )
         groups = [(c, c.attach(ctx)) for c in components]
         losses = trainer.train(ctx, fp_block, groups, x_fp, x_q, target_fp, target_fpstar, progress)

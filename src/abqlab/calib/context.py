@@ -19,7 +19,9 @@ class BlockContext:
 
     ``stats`` maps a linear's path (relative to the block) to the per-input-channel absolute
     maximum of its float input over the calibration set. ``run_inputs`` runs the block on the
-    quantized stream (for components that need the inputs each linear sees, e.g. GPTQ).
+    quantized stream (for components that need the inputs each linear sees, e.g. GPTQ);
+    ``float_block`` / ``run_float_inputs``: a float copy of the block and a pass of it over the
+    float model's stream, set when a component ``needs_float_inputs``.
     """
 
     block: nn.Module
@@ -30,6 +32,8 @@ class BlockContext:
     model_config: Any
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
     run_inputs: Any = None
+    float_block: nn.Module | None = None
+    run_float_inputs: Any = None
 
     def linear(self, path: str) -> FakeQuantLinear:
         module = get_module(self.block, path)

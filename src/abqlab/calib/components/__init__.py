@@ -30,6 +30,11 @@ class Component:
     order: ClassVar[int] = 50
     needs_stats: ClassVar[bool] = False
 
+    @property
+    def needs_float_inputs(self) -> bool:
+        """Whether ``bake`` reads the float model's inputs (BlockContext.run_float_inputs)."""
+        return False
+
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
 

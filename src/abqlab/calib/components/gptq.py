@@ -57,7 +57,8 @@ class GPTQ(Component):
                     self.cfg.skip_first_tokens,
                 ) if len(aware) < len(stage) else {}
                 moments = collect_moments(
-                    ctx, {p: linears[p] for p in aware}, self.cfg.skip_first_tokens
+                    ctx, {p: linears[p] for p in aware}, self.cfg.skip_first_tokens,
+                    self.cfg.act_aware_target,
                 ) if aware else {}
             for path in stage:
                 if path in moments:
@@ -66,6 +67,10 @@ class GPTQ(Component):
                 else:
                     self.quantize(path, linears[path], hessians.pop(path))
             done.update(stage)
+
+    @property
+    def needs_float_inputs(self) -> bool:
+        return self.cfg.act_aware and self.cfg.act_aware_target == "float"
 
     def quantize(
         self,

@@ -7,9 +7,11 @@ error that matters is ‖X̃Ŵᵀ − XWᵀ‖². With H̃ = 2X̃ᵀX̃/n and C 
 
     V = W Cᵀ H̃⁻¹ = W + W (C − H̃)ᵀ H̃⁻¹,
 
-so GPTQ run on V with Hessian H̃ minimises it (the asymmetric calibration of GPTAQ, Li et al.
-2025, restricted to the layer's own activation error; the upstream error stays in the stream both
-share). The correction W(C − H̃)ᵀ(H̃ + λI)⁻¹ is damped (λ = ``act_aware_damp`` · mean diag H̃),
+so GPTQ run on V with Hessian H̃ minimises it. ``act_aware_target``: ``stream`` takes X as the
+layer's unquantized input on the quantized stream (only the layer's own activation error is
+compensated); ``float`` takes it from the float model on the float stream, so the weights also
+compensate the error accumulated upstream (the asymmetric calibration of GPTAQ, Li et al. 2025).
+The correction W(C − H̃)ᵀ(H̃ + λI)⁻¹ is damped (λ = ``act_aware_damp`` · mean diag H̃),
 so V = W exactly when the activations are not quantized; with few calibration tokens per input
 feature the correction fits the sample's own rounding noise, and a larger λ shrinks it.
 """
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 
 from abqlab.calib.context import BlockContext
+from abqlab.models.arch import get_module
 from abqlab.quant.fake_linear import FakeQuantLinear
 from abqlab.quant.quantizer import fake_quant
 
@@ -36,13 +39,24 @@ def quantized_input(linear: FakeQuantLinear, x: torch.Tensor) -> torch.Tensor:
     return fake_quant(x, linear.a_spec, *linear.act_range(x))
 
 
+def rows(x: torch.Tensor, in_features: int, skip_first_tokens: int) -> torch.Tensor:
+    """A linear's input as fp32 rows [tokens, in_features], the first tokens of each window
+    dropped."""
+    if skip_first_tokens and x.dim() == 3:
+        x = x[:, skip_first_tokens:]
+    return x.detach().reshape(-1, in_features).float()
+
+
 @contextlib.contextmanager
 def moment_hooks(
-    linears: dict[str, FakeQuantLinear], skip_first_tokens: int = 0
+    linears: dict[str, FakeQuantLinear],
+    skip_first_tokens: int = 0,
+    references: dict[str, list[torch.Tensor]] | None = None,
 ) -> Iterator[Moments]:
     """Inside the ``with``: every forward through ``linears`` adds to H̃ = 2/n Σ x̃x̃ᵀ and
-    C = 2/n Σ x̃xᵀ of its input x (x̃ its quantized copy); the yielded dict holds (H̃, C) per
-    linear once the ``with`` ends."""
+    C = 2/n Σ x̃rᵀ of its input x (x̃ its quantized copy; r = x, or the next tensor of
+    ``references[path]``, batch by batch); the yielded dict holds (H̃, C) per linear once the
+    ``with`` ends."""
     sums = {
         p: [torch.zeros(m.in_features, m.in_features, device=m.weight.device) for _ in range(2)]
         for p, m in linears.items()
@@ -51,13 +65,14 @@ def moment_hooks(
 
     def hook_for(path: str) -> Any:
         def hook(module: FakeQuantLinear, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
-            x = inputs[0].detach()
-            if skip_first_tokens and x.dim() == 3:
-                x = x[:, skip_first_tokens:]
-            x = x.reshape(-1, module.in_features).float()
+            x = rows(inputs[0], module.in_features, skip_first_tokens)
             xq = quantized_input(module, x).float()
+            reference = x if references is None else references[path].pop(0)
+            if reference.shape != x.shape:
+                raise RuntimeError(f"{path}: float input {tuple(reference.shape)} does not "
+                                   f"match the quantized stream's {tuple(x.shape)}")
             sums[path][0] += 2.0 * xq.T @ xq
-            sums[path][1] += 2.0 * xq.T @ x
+            sums[path][1] += 2.0 * xq.T @ reference
             counts[path] += x.shape[0]
 
         return hook
@@ -74,11 +89,42 @@ def moment_hooks(
         moments[path] = (sums[path][0] / n, sums[path][1] / n)
 
 
+def float_inputs(
+    ctx: BlockContext, paths: list[str], skip_first_tokens: int = 0
+) -> dict[str, list[torch.Tensor]]:
+    """The float block's input rows to each linear on the float stream, one tensor per batch."""
+    if ctx.float_block is None or ctx.run_float_inputs is None:
+        raise RuntimeError("act_aware_target=float needs the float stream (the calibrator sets "
+                           "BlockContext.float_block when a component needs_float_inputs)")
+    seen: dict[str, list[torch.Tensor]] = {p: [] for p in paths}
+
+    def hook_for(path: str) -> Any:
+        def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
+            seen[path].append(rows(inputs[0], module.in_features, skip_first_tokens))
+
+        return hook
+
+    modules = {p: get_module(ctx.float_block, p) for p in paths}
+    handles = [m.register_forward_hook(hook_for(p)) for p, m in modules.items()]
+    try:
+        with torch.no_grad():
+            ctx.run_float_inputs()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
 def collect_moments(
-    ctx: BlockContext, linears: dict[str, FakeQuantLinear], skip_first_tokens: int = 0
+    ctx: BlockContext,
+    linears: dict[str, FakeQuantLinear],
+    skip_first_tokens: int = 0,
+    target: str = "stream",
 ) -> Moments:
-    """(H̃, C) of each linear's input over the calibration windows, from one pass of the block."""
-    with moment_hooks(linears, skip_first_tokens) as moments:
+    """(H̃, C) of each linear's input over the calibration windows, from one pass of the block
+    (after one pass of its float copy when ``target`` is ``float``)."""
+    references = float_inputs(ctx, list(linears), skip_first_tokens) if target == "float" else None
+    with moment_hooks(linears, skip_first_tokens, references) as moments:
         ctx.run_inputs()
     return moments
 

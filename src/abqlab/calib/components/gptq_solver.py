@@ -27,6 +27,7 @@ from abqlab.quant.spec import PER_CHANNEL, PER_TENSOR, QuantSpec
 GROUPS = ("static", "dynamic")
 GRIDS = ("minmax", "mse")
 HESSIANS = ("float", "quantized", "sequential")
+ACT_AWARE_TARGETS = ("stream", "float")
 
 
 @dataclass
@@ -46,12 +47,14 @@ class GPTQConfig(ComponentConfig):
     skip_first_tokens: int = 0
     act_aware: bool = False  # fit the weights to the quantized activations (gptq_act_aware)
     act_aware_damp: float = 0.01  # λ of the act-aware target's correction, × mean diag H̃
+    act_aware_target: str = "stream"  # whose unquantized input the outputs should match
 
     def __post_init__(self) -> None:
         for key, value, allowed in (
             ("groups", self.groups, GROUPS),
             ("grid", self.grid, GRIDS),
             ("hessian", self.hessian, HESSIANS),
+            ("act_aware_target", self.act_aware_target, ACT_AWARE_TARGETS),
         ):
             if value not in allowed:
                 raise ValueError(f"gptq.{key}={value}: allowed: {', '.join(allowed)}")
