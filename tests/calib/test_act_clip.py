@@ -77,3 +77,21 @@ def test_shared_ratio_per_input_tensor(run_pipeline: Callable[..., dict[str, Any
                                                  "mlp.up_proj")}
         assert ratio["self_attn.q_proj"] == ratio["self_attn.k_proj"] == ratio["self_attn.v_proj"]
         assert ratio["mlp.gate_proj"] == ratio["mlp.up_proj"]
+
+
+def test_before_gptq_runs_first_and_gptq_fits_the_chosen_clip(
+        run_pipeline: Callable[..., dict[str, Any]]) -> None:
+    from abqlab.calib.components.act_clip import ActClip
+    from abqlab.calib.components.gptq import GPTQ, GPTQConfig
+
+    assert ActClip(ActClipConfig(before_gptq=True)).order < GPTQ(GPTQConfig()).order
+    assert ActClip(ActClipConfig()).order > GPTQ(GPTQConfig()).order
+    record = run_pipeline("quant=w4a4", "calib=quarot", "calib.nsamples=2", "calib.seqlen=32",
+                          "+calib.components.act_clip.enabled=true",
+                          "+calib.components.act_clip.before_gptq=true",
+                          "+calib.components.act_clip.ratios=[1.0,0.7,0.4]",
+                          "++calib.components.gptq.act_aware=true", name="before")
+    assert record["status"] == "ok", record.get("reason")
+    chosen = [r for b in record["calibration"]["blocks"] for r in b.get("a_clip", {}).values()]
+    assert chosen and set(chosen) <= {0.7, 0.4}
+    assert math.isfinite(record["metrics"]["ppl/wiki"])

@@ -9,7 +9,9 @@ calibration when GPTQ kept it, else the current one) is set on the linear. Linea
 in block order, stage by stage (q/k/v, o, gate/up, down), so each sees its inputs under the
 ratios already chosen upstream. ``shared``: the linears reading one tensor (q/k/v, gate/up) get
 one ratio, minimising their summed error — what a fused kernel that quantizes the tensor once
-can run. No training; the ratio is saved with the quantized model.
+can run. ``before_gptq``: search before GPTQ instead (order 85), on the float weights
+(‖(Q_c(x) − x) Wᵀ‖²), so that ``gptq.act_aware`` fits the weights to the chosen clip. No
+training; the ratio is saved with the quantized model.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class ActClipConfig(ComponentConfig):
     ratios: list[float] = field(default_factory=lambda: list(DEFAULT_RATIOS))
     max_tokens: int = 4096  # tokens per linear used in the search (evenly spaced subsample)
     shared: bool = False  # one ratio per input tensor (q/k/v, gate/up) instead of per linear
+    before_gptq: bool = False  # search on the float weights before GPTQ (for gptq.act_aware)
 
     def __post_init__(self) -> None:
         if not self.ratios or not all(0.0 < r <= 1.0 for r in self.ratios):
@@ -76,11 +79,13 @@ def output_error(linear: FakeQuantLinear, x: torch.Tensor, ratio: float,
     return float((F.linear(xq, quantized) - F.linear(x, reference)).pow(2).sum())
 
 
-def best_ratio(linear: FakeQuantLinear, x: torch.Tensor, ratios: list[float]
-               ) -> tuple[float, dict[float, float]]:
+def best_ratio(linear: FakeQuantLinear, x: torch.Tensor, ratios: list[float],
+               float_weights: bool = False) -> tuple[float, dict[float, float]]:
+    """The ratio of least output error, and every ratio's error; ``float_weights``: against
+    the unquantized weight (activation error only)."""
     with torch.no_grad():
         weight, _ = linear.transformed()
-        quantized = linear.quantized_weight(weight).float()
+        quantized = weight.float() if float_weights else linear.quantized_weight(weight).float()
         reference = getattr(linear, "lorc_reference", None)
         reference = weight.float() if reference is None else reference.float()
         errors = {r: output_error(linear, x, r, quantized, reference) for r in ratios}
@@ -108,13 +113,16 @@ class ActClip(Component):
     def __init__(self, cfg: ActClipConfig) -> None:
         super().__init__(cfg)
         self.chosen: dict[str, float] = {}
+        if cfg.before_gptq:
+            self.order = 85
 
     def bake(self, ctx: BlockContext) -> None:
         self.chosen = {}
         linears = {p: m for p, m in ctx.linears().items() if m.a_spec is not None}
         for stage in stages(ctx, list(linears)):
             inputs = capture_inputs(ctx, {p: linears[p] for p in stage}, self.cfg.max_tokens)
-            errors = {p: best_ratio(linears[p], inputs[p], self.cfg.ratios)[1] for p in stage}
+            errors = {p: best_ratio(linears[p], inputs[p], self.cfg.ratios,
+                                    self.cfg.before_gptq)[1] for p in stage}
             for group in ([stage] if self.cfg.shared else [[p] for p in stage]):
                 total = {r: sum(errors[p][r] for p in group) for r in self.cfg.ratios}
                 ratio = min(total, key=total.get)
