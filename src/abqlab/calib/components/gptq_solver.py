@@ -46,7 +46,7 @@ class GPTQConfig(ComponentConfig):
     hessian: str = "float"
     skip_first_tokens: int = 0
     act_aware: bool = False  # fit the weights to the quantized activations (gptq_act_aware)
-    act_aware_damp: float = 0.01  # λ of the act-aware target's correction, × mean diag H̃
+    act_aware_damp: float = 1.0  # λ of the act-aware correction × mean diag H̃ (SmolLM2: 1.0)
     act_aware_target: str = "stream"  # whose unquantized input the outputs should match
 
     def __post_init__(self) -> None:
