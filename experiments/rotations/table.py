@@ -259,9 +259,27 @@ def detail_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def zeroshot_grid(records: list[dict[str, Any]]) -> list[str]:
+    """avg6 (%) by W × method × (without, with rotation), grid configurations only; a cell with
+    several runs (seeds or re-runs of one configuration) shows each, newest last."""
+    lines = ["| W/A | " + " | ".join(f"{m} | {m} + rotation" for m in METHODS) + " |",
+             "|---" * (1 + 2 * len(METHODS)) + "|"]
+    for precision in GRID:
+        cells = []
+        for method in METHODS:
+            for rotated in (False, True):
+                values = [100 * r["metrics"]["acc/avg6"] for r in records
+                          if r.get("status") == "ok" and "acc/avg6" in r.get("metrics", {})
+                          and bits(r["config"]) == precision and family(r["config"]) == method
+                          and plain(r) and (rotation_of(r["config"]) is not None) == rotated]
+                cells.append(" / ".join(f"{v:.1f}" for v in values) or "–")
+        lines.append(f"| {precision} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def zeroshot_table(records: list[dict[str, Any]]) -> list[str]:
-    lines = ["| W/A | method | rotation | limit | " + " | ".join(TASKS) + " | avg6 |",
-             "|---" * (5 + len(TASKS)) + "|"]
+    lines = ["| W/A | method | rotation | details | limit | " + " | ".join(TASKS) + " | avg6 |",
+             "|---" * (6 + len(TASKS)) + "|"]
     for r in records:
         if r.get("status") != "ok":
             continue
@@ -269,7 +287,8 @@ def zeroshot_table(records: list[dict[str, Any]]) -> list[str]:
         cells = ["–" if m.get(f"acc/{t}") is None else f"{100 * m[f'acc/{t}']:.1f}" for t in TASKS]
         avg = m.get("acc/avg6")
         lines.append(f"| {bits(config)} | {config['calib']['name']} | {rotation_label(config)} | "
-                     f"{config['eval'].get('limit')} | " + " | ".join(cells)
+                     f"{details(config) or '–'} | {config['eval'].get('limit')} | "
+                     + " | ".join(cells)
                      + f" | {'–' if avg is None else f'{100 * avg:.1f}'} |")
     return lines
 
@@ -322,7 +341,9 @@ def main() -> None:
             "Sources: " + ", ".join(sorted({r["_source"] for r in base})) + ".", ""]
     zeroshot = load(HERE / "zeroshot.jsonl")
     out += ["## Zero-shot accuracy (zeroshot.jsonl)", "",
-            *(zeroshot_table(zeroshot) if zeroshot else ["Not measured yet (see README.md)."]),
+            *((["avg6 (%) of the grid configurations (each run of a cell shown):", "",
+                *zeroshot_grid(zeroshot), "", "Every run:", "", *zeroshot_table(zeroshot)])
+              if zeroshot else ["Not measured yet (see README.md)."]),
             ""]
     cost = HERE / "hadamard_cost.json"
     if cost.exists():
