@@ -40,16 +40,17 @@ def test_target_is_the_weight_when_activations_are_exact() -> None:
     assert torch.allclose(compensated_target(weight, hessian, cross, 0.01), weight, atol=1e-5)
 
 
+@pytest.mark.parametrize("gap", ["full", "diagonal"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_act_aware_lowers_held_out_output_error(seed: int) -> None:
+def test_act_aware_lowers_held_out_output_error(seed: int, gap: str) -> None:
     x = correlated_inputs(seed, 64, 4096)
     fit, held_out = x[:2048], x[2048:]
     weight = torch.randn(48, 64, generator=torch.Generator().manual_seed(100 + seed))
     cfg = GPTQConfig(grid="minmax")
     plain = gptq_quantize(weight, 2 * fit.T @ fit / len(fit), W4, cfg).weight
     hessian_q, cross = moments(fit, fake_quant(fit, A4, None, None))
-    aware = gptq_quantize(compensated_target(weight, hessian_q, cross, cfg.damp), hessian_q,
-                          W4, cfg).weight
+    target = compensated_target(weight, hessian_q, cross, cfg.damp, gap)
+    aware = gptq_quantize(target, hessian_q, W4, cfg).weight
     # ~10% lower on these inputs; the margin leaves room for other CPUs' rounding
     assert relative_error(held_out, weight, aware) < 0.97 * relative_error(held_out, weight, plain)
 
@@ -123,6 +124,8 @@ def test_float_target_equals_stream_target_when_the_streams_agree() -> None:
 def test_bad_target_refused() -> None:
     with pytest.raises(ValueError, match="act_aware_target"):
         GPTQConfig(act_aware_target="teacher")
+    with pytest.raises(ValueError, match="act_aware_gap"):
+        GPTQConfig(act_aware_gap="banded")
 
 
 def test_pipeline_float_target_runs(run_pipeline: Callable[..., dict[str, Any]]) -> None:

@@ -84,7 +84,8 @@ class GPTQ(Component):
         assert linear.w_spec is not None
         before = linear.weight.detach().float()
         target = before if cross is None else compensated_target(
-            linear.weight, hessian, cross, self.cfg.act_aware_damp)
+            linear.weight, hessian, cross, self.cfg.act_aware_damp,
+            self.cfg.act_aware_gap)
         result = gptq_quantize(target, hessian, linear.w_spec, self.cfg)
         delta = result.weight - target.float()
         self.losses[path] = float(((delta @ hessian) * delta).sum() / 2)

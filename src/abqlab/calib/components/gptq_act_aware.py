@@ -14,6 +14,9 @@ compensate the error accumulated upstream (the asymmetric calibration of GPTAQ, 
 The correction W(C − H̃)ᵀ(H̃ + λI)⁻¹ is damped (λ = ``act_aware_damp`` · mean diag H̃),
 so V = W exactly when the activations are not quantized; with few calibration tokens per input
 feature the correction fits the sample's own rounding noise, and a larger λ shrinks it.
+``act_aware_gap=diagonal`` keeps only the diagonal of C − H̃ (≈ −E[e²] per input channel when
+the rounding error e is uncorrelated across channels): in_features numbers to estimate instead
+of in_features², so far less to overfit.
 """
 
 from __future__ import annotations
@@ -131,14 +134,21 @@ def collect_moments(
 
 @torch.no_grad()
 def compensated_target(
-    weight: torch.Tensor, hessian_q: torch.Tensor, cross: torch.Tensor, damp: float
+    weight: torch.Tensor,
+    hessian_q: torch.Tensor,
+    cross: torch.Tensor,
+    damp: float,
+    gap: str = "full",
 ) -> torch.Tensor:
     """V = W + W(C − H̃)ᵀ(H̃ + λI)⁻¹: the float weight that best maps quantized inputs onto the
-    float outputs (fp32, or fp64 when the weight is)."""
+    float outputs (fp32, or fp64 when the weight is); ``gap="diagonal"``: C − H̃ by its
+    diagonal."""
     dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
     w = weight.detach().to(dtype)
     h = hessian_q.to(dtype).clone()
     h.diagonal().add_(damp * h.diagonal().mean().clamp_min(1e-12))
-    gap = (cross.to(dtype) - hessian_q.to(dtype)).T  # (C − H̃)ᵀ
-    correction = torch.linalg.solve(h, (w @ gap).T).T  # W(C − H̃)ᵀ H⁻¹ (H symmetric)
+    difference = (cross.to(dtype) - hessian_q.to(dtype)).T  # (C − H̃)ᵀ
+    if gap == "diagonal":
+        difference = torch.diag(difference.diagonal())
+    correction = torch.linalg.solve(h, (w @ difference).T).T  # W(C − H̃)ᵀ H⁻¹ (H symmetric)
     return w + correction

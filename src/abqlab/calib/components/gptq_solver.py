@@ -28,6 +28,7 @@ GROUPS = ("static", "dynamic")
 GRIDS = ("minmax", "mse")
 HESSIANS = ("float", "quantized", "sequential")
 ACT_AWARE_TARGETS = ("stream", "float")
+ACT_AWARE_GAPS = ("full", "diagonal")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class GPTQConfig(ComponentConfig):
     act_aware: bool = False  # fit the weights to the quantized activations (gptq_act_aware)
     act_aware_damp: float = 1.0  # λ of the act-aware correction × mean diag H̃ (SmolLM2: 1.0)
     act_aware_target: str = "stream"  # whose unquantized input the outputs should match
+    act_aware_gap: str = "full"  # C − H̃ in full, or its diagonal only (gptq_act_aware)
 
     def __post_init__(self) -> None:
         for key, value, allowed in (
@@ -55,6 +57,7 @@ class GPTQConfig(ComponentConfig):
             ("grid", self.grid, GRIDS),
             ("hessian", self.hessian, HESSIANS),
             ("act_aware_target", self.act_aware_target, ACT_AWARE_TARGETS),
+            ("act_aware_gap", self.act_aware_gap, ACT_AWARE_GAPS),
         ):
             if value not in allowed:
                 raise ValueError(f"gptq.{key}={value}: allowed: {', '.join(allowed)}")
