@@ -10,7 +10,8 @@ error that matters is ‖X̃Ŵᵀ − XWᵀ‖². With H̃ = 2X̃ᵀX̃/n and C 
 so GPTQ run on V with Hessian H̃ minimises it. ``act_aware_target``: ``stream`` takes X as the
 layer's unquantized input on the quantized stream (only the layer's own activation error is
 compensated); ``float`` takes it from the float model on the float stream, so the weights also
-compensate the error accumulated upstream (the asymmetric calibration of GPTAQ, Li et al. 2025).
+compensate the error accumulated upstream (the objective of GPTAQ's asymmetric calibration, Li
+et al., ICML 2025; solved here by this target and plain GPTQ, not by GPTAQ's column update).
 The correction W(C − H̃)ᵀ(H̃ + λI)⁻¹ is damped (λ = ``act_aware_damp`` · mean diag H̃),
 so V = W exactly when the activations are not quantized; with few calibration tokens per input
 feature the correction fits the sample's own rounding noise, and a larger λ shrinks it.
