@@ -104,12 +104,19 @@ def details(config: dict[str, Any]) -> str:
                      f"{rotation.get('residual_steps', 100)} steps, weights {weights})")
     gptq = (calib.get("components") or {}).get("gptq") or {}
     if gptq.get("act_aware"):
-        parts.append(f"GPTQ act-aware (damp {gptq.get('act_aware_damp', 0.01):g})")
+        extra = [f"damp {gptq.get('act_aware_damp', 0.01):g}"]
+        if gptq.get("act_aware_target", "stream") != "stream":
+            extra.append(f"{gptq['act_aware_target']} target")
+        if gptq.get("act_aware_gap", "full") != "full":
+            extra.append(f"{gptq['act_aware_gap']} gap")
+        parts.append(f"GPTQ act-aware ({', '.join(extra)})")
     if gptq.get("skip_first_tokens"):
         parts.append(f"GPTQ skips {gptq['skip_first_tokens']} first token(s)")
     clip = (calib.get("components") or {}).get("act_clip")
     if clip and clip.get("enabled", True):
-        parts.append("act_clip search" + (" (shared)" if clip.get("shared") else ""))
+        how = [w for w, on in (("shared", clip.get("shared")),
+                                ("before GPTQ", clip.get("before_gptq"))) if on]
+        parts.append("act_clip search" + (f" ({', '.join(how)})" if how else ""))
     for pattern, width in (quant.get("layer_a_bits") or {}).items():
         parts.append(f"A{width} at {pattern.strip('*')}")
     pairs = ((calib.get("components") or {}).get("smoothing") or {}).get("pairs")
