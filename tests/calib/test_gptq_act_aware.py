@@ -15,7 +15,7 @@ from test_gptq import correlated_inputs
 from torch import nn
 
 from abqlab.calib.components.gptq import GPTQ, GPTQConfig, gptq_quantize
-from abqlab.calib.components.gptq_act_aware import compensated_target, quantized_input
+from abqlab.calib.components.gptq_act_aware import compensated_target
 from abqlab.quant.fake_linear import FakeQuantLinear
 from abqlab.quant.quantizer import fake_quant
 from abqlab.quant.spec import QuantSpec
@@ -108,7 +108,7 @@ def test_act_aware_in_a_block_changes_the_weights_and_quantizes_inputs() -> None
     plain, aware = calibrated(A4, False), calibrated(A4, True)
     assert not torch.equal(plain.first.weight, aware.first.weight)
     x = torch.randn(8, 32)
-    assert torch.equal(quantized_input(aware.first, x), fake_quant(x, A4, None, None))
+    assert torch.equal(aware.first.quantized_input(x), fake_quant(x, A4, None, None))
 
 
 def test_float_target_equals_stream_target_when_the_streams_agree() -> None:

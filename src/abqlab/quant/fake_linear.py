@@ -116,9 +116,16 @@ class FakeQuantLinear(nn.Module):
         else:
             weight, bias = self.transformed()
             weight = self.quantized_weight(weight)
-        if self.a_spec is not None and self.quant_enabled:
-            x = fake_quant(x, self.a_spec, *self.act_range(x))
+        if self.quant_enabled:
+            x = self.quantized_input(x)
         return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+    def quantized_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What this layer's activation quantizer makes of ``x`` (``x`` itself when A16), whether
+        or not ``quant_enabled``."""
+        if self.a_spec is None:
+            return x
+        return fake_quant(x, self.a_spec, *self.act_range(x))
 
     def act_range(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The activation range per group, shrunk by ``a_clip``; (None, None): min/max."""

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from abqlab.calib.capture import record_inputs
 from abqlab.calib.components import Component, ComponentConfig
 from abqlab.calib.context import BlockContext
 from abqlab.quant.fake_linear import FakeQuantLinear
-from abqlab.quant.quantizer import fake_quant
 
 DEFAULT_RATIOS = [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5]
 
@@ -47,21 +47,7 @@ class ActClipConfig(ComponentConfig):
 def capture_inputs(ctx: BlockContext, linears: dict[str, FakeQuantLinear], max_tokens: int
                    ) -> dict[str, torch.Tensor]:
     """Each linear's input rows [tokens, in_features] from one pass of the block (subsampled)."""
-    seen: dict[str, list[torch.Tensor]] = {p: [] for p in linears}
-
-    def hook_for(path: str) -> Any:
-        def hook(module: FakeQuantLinear, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
-            seen[path].append(inputs[0].detach().reshape(-1, module.in_features).float())
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(p)) for p, m in linears.items()]
-    try:
-        with torch.no_grad():
-            ctx.run_inputs()
-    finally:
-        for handle in handles:
-            handle.remove()
-    rows = {p: torch.cat(xs) for p, xs in seen.items()}
+    rows = {p: torch.cat(xs) for p, xs in record_inputs(linears, ctx.run_inputs).items()}
     return {p: x[torch.linspace(0, len(x) - 1, min(max_tokens, len(x))).long()]
             for p, x in rows.items()}
 
@@ -72,10 +58,9 @@ def output_error(linear: FakeQuantLinear, x: torch.Tensor, ratio: float,
     assert linear.a_spec is not None
     saved, linear.a_clip = linear.a_clip, ratio
     try:
-        lo, hi = linear.act_range(x)
+        xq = linear.quantized_input(x)
     finally:
         linear.a_clip = saved
-    xq = fake_quant(x, linear.a_spec, lo, hi)
     return float((F.linear(xq, quantized) - F.linear(x, reference)).pow(2).sum())
 
 

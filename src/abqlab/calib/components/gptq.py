@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from abqlab.calib.capture import input_rows
 from abqlab.calib.components import Component
 from abqlab.calib.components.gptq_act_aware import collect_moments, compensated_target
 from abqlab.calib.components.gptq_solver import GPTQConfig, GPTQResult, gptq_quantize
@@ -143,10 +144,7 @@ def hessian_hooks(
 
     def hook_for(path: str):
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any) -> None:
-            x = inputs[0].detach()
-            if skip_first_tokens and x.dim() == 3:
-                x = x[:, skip_first_tokens:]
-            x = x.reshape(-1, module.in_features).float()
+            x = input_rows(inputs[0], module.in_features, skip_first_tokens)
             sums[path] += 2.0 * x.T @ x
             counts[path] += x.shape[0]
 

@@ -28,27 +28,12 @@ from typing import Any
 
 import torch
 
+from abqlab.calib.capture import input_rows, record_inputs
 from abqlab.calib.context import BlockContext
 from abqlab.models.arch import get_module
 from abqlab.quant.fake_linear import FakeQuantLinear
-from abqlab.quant.quantizer import fake_quant
 
 Moments = dict[str, tuple[torch.Tensor, torch.Tensor]]
-
-
-def quantized_input(linear: FakeQuantLinear, x: torch.Tensor) -> torch.Tensor:
-    """What the linear's activation quantizer makes of ``x`` (``x`` itself when A16)."""
-    if linear.a_spec is None:
-        return x
-    return fake_quant(x, linear.a_spec, *linear.act_range(x))
-
-
-def rows(x: torch.Tensor, in_features: int, skip_first_tokens: int) -> torch.Tensor:
-    """A linear's input as fp32 rows [tokens, in_features], the first tokens of each window
-    dropped."""
-    if skip_first_tokens and x.dim() == 3:
-        x = x[:, skip_first_tokens:]
-    return x.detach().reshape(-1, in_features).float()
 
 
 @contextlib.contextmanager
@@ -69,8 +54,8 @@ def moment_hooks(
 
     def hook_for(path: str) -> Any:
         def hook(module: FakeQuantLinear, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
-            x = rows(inputs[0], module.in_features, skip_first_tokens)
-            xq = quantized_input(module, x).float()
+            x = input_rows(inputs[0], module.in_features, skip_first_tokens)
+            xq = module.quantized_input(x).float()
             reference = x if references is None else references[path].pop(0)
             if reference.shape != x.shape:
                 raise RuntimeError(f"{path}: float input {tuple(reference.shape)} does not "
@@ -100,23 +85,8 @@ def float_inputs(
     if ctx.float_block is None or ctx.run_float_inputs is None:
         raise RuntimeError("act_aware_target=float needs the float stream (the calibrator sets "
                            "BlockContext.float_block when a component needs_float_inputs)")
-    seen: dict[str, list[torch.Tensor]] = {p: [] for p in paths}
-
-    def hook_for(path: str) -> Any:
-        def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
-            seen[path].append(rows(inputs[0], module.in_features, skip_first_tokens))
-
-        return hook
-
     modules = {p: get_module(ctx.float_block, p) for p in paths}
-    handles = [m.register_forward_hook(hook_for(p)) for p, m in modules.items()]
-    try:
-        with torch.no_grad():
-            ctx.run_float_inputs()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return seen
+    return record_inputs(modules, ctx.run_float_inputs, skip_first_tokens)
 
 
 def collect_moments(
@@ -146,9 +116,10 @@ def compensated_target(
     diagonal."""
     dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
     w = weight.detach().to(dtype)
-    h = hessian_q.to(dtype).clone()
+    h = hessian_q.to(dtype)
+    difference = (cross.to(dtype) - h).T  # (C − H̃)ᵀ
+    h = h.clone()
     h.diagonal().add_(damp * h.diagonal().mean().clamp_min(1e-12))
-    difference = (cross.to(dtype) - hessian_q.to(dtype)).T  # (C − H̃)ᵀ
     if gap == "diagonal":
         difference = torch.diag(difference.diagonal())
     correction = torch.linalg.solve(h, (w @ difference).T).T  # W(C − H̃)ᵀ H⁻¹ (H symmetric)
