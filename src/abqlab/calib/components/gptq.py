@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from abqlab.calib.capture import input_rows
+from abqlab.calib.capture import input_rows, record_inputs
 from abqlab.calib.components import Component
 from abqlab.calib.components.gptq_act_aware import collect_moments, compensated_target
 from abqlab.calib.components.gptq_solver import GPTQConfig, GPTQResult, gptq_quantize
@@ -46,6 +46,7 @@ class GPTQ(Component):
         for linear in linears.values():
             linear.bake()
         done: set[str] = set()
+        references = self.block_references(ctx, linears)
         for stage in stages(ctx, list(linears), self.cfg.hessian):
             if self.cfg.hessian == "quantized":
                 float_paths: set[str] = set()
@@ -59,7 +60,7 @@ class GPTQ(Component):
                 ) if len(aware) < len(stage) else {}
                 moments = collect_moments(
                     ctx, {p: linears[p] for p in aware}, self.cfg.skip_first_tokens,
-                    self.cfg.act_aware_target,
+                    self.cfg.act_aware_target, references,
                 ) if aware else {}
             for path in stage:
                 if path in moments:
@@ -68,6 +69,17 @@ class GPTQ(Component):
                 else:
                     self.quantize(path, linears[path], hessians.pop(path))
             done.update(stage)
+
+    def block_references(
+        self, ctx: BlockContext, linears: dict[str, FakeQuantLinear]
+    ) -> dict[str, list[torch.Tensor]] | None:
+        """For ``act_aware_target=block``: each act-quantized linear's input rows with the whole
+        block in float on the quantized stream (recorded before any stage is quantized)."""
+        if not (self.cfg.act_aware and self.cfg.act_aware_target == "block"):
+            return None
+        aware = {p: m for p, m in linears.items() if m.a_spec is not None}
+        with quant_disabled(list(ctx.linears().values())):
+            return record_inputs(aware, ctx.run_inputs, self.cfg.skip_first_tokens)
 
     @property
     def needs_float_inputs(self) -> bool:

@@ -9,9 +9,12 @@ error that matters is ‖X̃Ŵᵀ − XWᵀ‖². With H̃ = 2X̃ᵀX̃/n and C 
 
 so GPTQ run on V with Hessian H̃ minimises it. ``act_aware_target``: ``stream`` takes X as the
 layer's unquantized input on the quantized stream (only the layer's own activation error is
-compensated); ``float`` takes it from the float model on the float stream, so the weights also
-compensate the error accumulated upstream (the objective of GPTAQ's asymmetric calibration, Li
-et al., ICML 2025; solved here by this target and plain GPTQ, not by GPTAQ's column update).
+compensated); ``block`` takes it from the block run in float on the same quantized-stream input
+(with ``hessian=sequential`` the weights then also compensate the quantization of the block's
+earlier sub-layers, e.g. down_proj that of gate/up); ``float`` takes it from the float model on
+the float stream, so the weights also compensate the error accumulated upstream (the objective of
+GPTAQ's asymmetric calibration, Li et al., ICML 2025; solved here by this target and plain GPTQ,
+not by GPTAQ's column update).
 The correction W(C − H̃)ᵀ(H̃ + λI)⁻¹ is damped (λ = ``act_aware_damp`` · mean diag H̃),
 so V = W exactly when the activations are not quantized; with few calibration tokens per input
 feature the correction fits the sample's own rounding noise, and a larger λ shrinks it.
@@ -94,10 +97,20 @@ def collect_moments(
     linears: dict[str, FakeQuantLinear],
     skip_first_tokens: int = 0,
     target: str = "stream",
+    references: dict[str, list[torch.Tensor]] | None = None,
 ) -> Moments:
     """(H̃, C) of each linear's input over the calibration windows, from one pass of the block
-    (after one pass of its float copy when ``target`` is ``float``)."""
-    references = float_inputs(ctx, list(linears), skip_first_tokens) if target == "float" else None
+    (after one pass of its float copy when ``target`` is ``float``; ``references``: the
+    recorded unquantized inputs for the ``block`` target, consumed)."""
+    if target == "float":
+        references = float_inputs(ctx, list(linears), skip_first_tokens)
+    elif target == "block":
+        if references is None:
+            raise RuntimeError("act_aware_target=block needs the block's float inputs "
+                               "recorded before quantizing (GPTQ.block_references)")
+        references = {p: references.pop(p) for p in linears}
+    else:
+        references = None
     with moment_hooks(linears, skip_first_tokens, references) as moments:
         ctx.run_inputs()
     return moments

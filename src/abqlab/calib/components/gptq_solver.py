@@ -27,7 +27,7 @@ from abqlab.quant.spec import PER_CHANNEL, PER_TENSOR, QuantSpec
 GROUPS = ("static", "dynamic")
 GRIDS = ("minmax", "mse")
 HESSIANS = ("float", "quantized", "sequential")
-ACT_AWARE_TARGETS = ("stream", "float")
+ACT_AWARE_TARGETS = ("stream", "block", "float")
 ACT_AWARE_GAPS = ("full", "diagonal")
 
 
@@ -61,6 +61,9 @@ class GPTQConfig(ComponentConfig):
         ):
             if value not in allowed:
                 raise ValueError(f"gptq.{key}={value}: allowed: {', '.join(allowed)}")
+        if self.act_aware_target == "block" and self.hessian == "float":
+            raise ValueError("gptq.act_aware_target=block needs gptq.hessian=sequential or "
+                             "quantized (with float Hessians it is the stream target)")
         if not self.damp > 0 or not self.act_aware_damp > 0:
             raise ValueError(f"gptq.damp={self.damp}, gptq.act_aware_damp={self.act_aware_damp}:"
                              " allowed: > 0")
