@@ -103,6 +103,8 @@ def details(config: dict[str, Any]) -> str:
         parts.append(f"R1 learned (lr {rotation.get('residual_lr', 1e-3):g}, "
                      f"{rotation.get('residual_steps', 100)} steps, weights {weights})")
     gptq = (calib.get("components") or {}).get("gptq") or {}
+    if gptq.get("hessian", "float") != "float":
+        parts.append(f"GPTQ {gptq['hessian']} Hessians")
     if gptq.get("act_aware"):
         extra = [f"damp {gptq.get('act_aware_damp', 0.01):g}"]
         if gptq.get("act_aware_target", "stream") != "stream":
@@ -153,8 +155,9 @@ def plain(record: dict[str, Any]) -> bool:
     components = config["calib"].get("components") or {}
     if components.get("act_clip"):
         return False
-    if (components.get("gptq") or {}).get("act_aware") or (
-            components.get("gptq") or {}).get("skip_first_tokens"):
+    gptq = components.get("gptq") or {}
+    if gptq.get("act_aware") or gptq.get("skip_first_tokens") or (
+            gptq.get("hessian", "float") != "float"):
         return False
     if quant.get("k_bits", 16) != 16 or quant.get("v_bits", 16) != 16:
         return False
