@@ -67,7 +67,8 @@ int out_kind(const torch::Tensor& out) {
 }
 
 void act_quant_pack(torch::Tensor x, torch::Tensor out, torch::Tensor scale, torch::Tensor zero,
-                    torch::Tensor rowsum, int64_t bits, bool sym, bool int8, int64_t stream) {
+                    torch::Tensor rowsum, int64_t bits, bool sym, double clip, bool int8,
+                    int64_t stream) {
   TORCH_CHECK(x.is_cuda() && x.dim() == 2 && x.stride(1) == 1, "x must be a 2-D CUDA tensor "
               "with contiguous rows");
   const int dt = in_dtype(x);
@@ -93,6 +94,7 @@ void act_quant_pack(torch::Tensor x, torch::Tensor out, torch::Tensor scale, tor
   p.x_stride = (int)x.stride(0);
   p.bits = (int)bits;
   p.sym = sym ? 1 : 0;
+  p.clip = (float)clip;  // rounded to fp32 as torch rounds the Python float (reference.py)
   p.mode = int8 ? ABQ_ACT_INT8 : ABQ_ACT_PLANES;
   p.out = out.data_ptr();
   p.kw = (int)kw;
@@ -207,10 +209,11 @@ void a16_gemm(torch::Tensor x, torch::Tensor w, torch::Tensor w_sz, int64_t grou
   ok(abq_a16_gemm(&p, (int)w.size(0), bf16 ? 1 : 0, as_stream(stream)), "a16_gemm");
 }
 
-// One kernel per linear at M <= 8: quantize x per token inside the GEMV, then BTC or s8.
+// One kernel per linear at M <= 8: quantize x per token (range times a_clip) inside the GEMV, then
+// BTC or s8.
 void fused_linear(torch::Tensor x, torch::Tensor w, torch::Tensor w_scale, torch::Tensor w_zero,
                   torch::Tensor w_sum, std::optional<torch::Tensor> bias, torch::Tensor out,
-                  int64_t k, int64_t a_bits, bool a_sym, bool s8,
+                  int64_t k, int64_t a_bits, bool a_sym, double a_clip, bool s8,
                   std::optional<torch::Tensor> workspace, std::optional<torch::Tensor> counters,
                   int64_t stream) {
   TORCH_CHECK(x.is_cuda() && x.dim() == 2 && x.stride(1) == 1, "x must be a 2-D CUDA tensor "
@@ -232,6 +235,7 @@ void fused_linear(torch::Tensor x, torch::Tensor w, torch::Tensor w_scale, torch
   p.x_stride = (int)x.stride(0);
   p.a_bits = (int)a_bits;
   p.a_sym = a_sym ? 1 : 0;
+  p.a_clip = (float)a_clip;
   p.w = reinterpret_cast<const uint32_t*>(w.data_ptr<int32_t>());
   p.w_scale = w_scale.data_ptr<float>();
   p.w_zero = w_zero.data_ptr<int32_t>();

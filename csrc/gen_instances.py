@@ -135,12 +135,13 @@ bool valid(const AbqGemmParams* p) {{
     return false;
   }}
   if (p->x == nullptr) return true;
-  // Fused activation quantization: GEMV only, float output, 16-byte aligned rows.
+  // Fused activation quantization: GEMV only, float output, 16-byte aligned rows, a_clip in
+  // (0, 1].
   const int per = p->x_dtype == ABQ_IN_F32 ? 4 : 8;
   return p->M <= 8 && p->out_kind != ABQ_OUT_I32 && p->x_dtype >= ABQ_IN_F32 &&
          p->x_dtype <= ABQ_IN_BF16 && p->x_stride % per == 0 && p->x_stride >= p->K &&
          reinterpret_cast<uintptr_t>(p->x) % 16 == 0 && p->a_bits >= 1 && p->a_bits <= 8 &&
-         !(p->a_sym && p->a_bits < 2);
+         !(p->a_sym && p->a_bits < 2) && p->a_clip > 0.f && p->a_clip <= 1.f;
 }}
 
 // The integer cores accumulate sum_k A_u W_u in int32: (2^a - 1)(2^w - 1) K must fit.

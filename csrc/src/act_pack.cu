@@ -1,6 +1,6 @@
 // Dynamic per-token activation quantization fused with packing (bit planes or int8), for the
-// GEMM path (M > 8; the GEMV kernels quantize in their prologue). The arithmetic is
-// abq/quant.cuh, shared with the GEMV prologue: bit-exact with reference.quantize_act.
+// GEMM path (M > 8; the GEMV kernels quantize in their prologue). The arithmetic (range shrunk
+// by p.clip) is abq/quant.cuh, shared with the GEMV prologue: bit-exact with reference.quantize_act.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kThreads) act_quant_pack_kernel(const AbqActPa
   }
   const Red mm = block_reduce(v);
 
-  const ActQ q = act_qparams(mm.lo, mm.hi, p.bits, p.sym);
+  const ActQ q = act_qparams(mm.lo, mm.hi, p.clip, p.bits, p.sym);
 
   int sum = 0;
   for (int cw = warp; cw < p.kw; cw += kWarps) {  // one 32-element word per warp step
@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(kThreads) act_quant_pack_kernel(const AbqActPa
 
 extern "C" int abq_act_quant_pack(const AbqActParams* p, void* stream) {
   if (p->bits < 1 || p->bits > 8 || (p->sym && p->bits < 2) || p->kw % 8 != 0 ||
-      p->kw * 32 < p->K) {
+      p->kw * 32 < p->K || !(p->clip > 0.f && p->clip <= 1.f)) {
     return (int)cudaErrorInvalidValue;
   }
   if (p->M == 0) return 0;

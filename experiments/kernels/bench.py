@@ -127,8 +127,8 @@ def make_call(name: str, spec: tuple[int, int, str] | None, act: str, w: dict[st
     s8 = path == "s8"
     wargs = (w["planes"], w["scale_c"], w["zero_i"], w["w_sum"], None, k)
     if act == "quant":
-        return lambda: ops.fused_linear(x, *wargs[:5], k, a_bits, False, s8)
-    packed = ops.act_quant_pack(x, a_bits, False, s8)  # once, outside the timing
+        return lambda: ops.fused_linear(x, *wargs[:5], k, a_bits, False, 1.0, s8)
+    packed = ops.act_quant_pack(x, a_bits, False, 1.0, s8)  # once, outside the timing
     gemm = ops.s8_gemm if s8 else ops.btc_gemm
     return lambda: gemm(*packed, *wargs, x.dtype)
 

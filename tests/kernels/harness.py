@@ -1,8 +1,8 @@
 """Build and drive tests/kernels/host_harness.cu (the GEMV kernels' own code, run on the CPU).
 
-Input file: 16 int32 header fields, then arrays (see ``gemv_input``); outputs are parsed by the
-functions here. Plain module (not a conftest) so the GPU machine can import it without hydra.
-"""
+Input file: 16 int32 header fields, then arrays (see ``run_gemv``; fused problems append the
+clip ratio as one float32 after x); outputs are parsed by the functions here. Plain module (not
+a conftest) so the GPU machine can import it without hydra."""
 
 from __future__ import annotations
 
@@ -101,6 +101,7 @@ class GemvCase:
     x_pad: int = 0  # extra (junk) activation columns beyond K
     seed: int = 0
     pipe: bool = False  # run the pipelined GEMM (M >= 256 path) instead of the GEMV
+    clip: float = 1.0  # fused: per-token activation range ratio
 
     @property
     def out_dtype(self) -> torch.dtype:
@@ -136,6 +137,7 @@ def run_gemv(exe: Path, c: GemvCase, tensors: dict[str, torch.Tensor]) -> GemvRe
         if c.fused:
             x = tensors["x"]
             arrays.append(x.numpy() if x.dtype == torch.float32 else bits16(x))
+            arrays.append(np.array([c.clip], dtype=np.float32))
         else:
             arrays += [tensors["a"].numpy(), tensors["a_scale"].numpy(),
                        tensors["a_zero"].numpy().astype(np.int32),
@@ -152,3 +154,8 @@ def run_gemv(exe: Path, c: GemvCase, tensors: dict[str, torch.Tensor]) -> GemvRe
     else:
         out = torch.from_numpy(np.frombuffer(rest, dtype=np.int16).copy()).view(c.out_dtype)
     return GemvResult(int(splits), int(trips), raw.view(c.m, c.n), out.view(c.m, c.n))
+
+
+def float_bits(v: float) -> int:
+    """The int32 whose bits are float32(v) (header fields carrying a float)."""
+    return int(np.array([v], dtype=np.float32).view(np.int32)[0])

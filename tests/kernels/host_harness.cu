@@ -224,7 +224,7 @@ void prologue(const Problem& pr, const GemvPlan& pl, TokInfo& info, char* act, i
         lo = fminf(lo, xval(pr, tok, k));
         hi = fmaxf(hi, xval(pr, tok, k));
       }
-      info.q[tok] = act_qparams(lo, hi, p.a_bits, p.a_sym);
+      info.q[tok] = act_qparams(lo, hi, p.a_clip, p.a_bits, p.a_sym);
       info.sa[tok] = 0;
     }
   }
@@ -457,6 +457,7 @@ void gemv(FILE* in, FILE* out, const int* h) {
         pr.x16 = take<uint16_t>(in, (size_t)p.M * p.x_stride);
         p.x = pr.x16.data();
       }
+      p.a_clip = take<float>(in, 1)[0];  // fused: the activation clip ratio follows x
     } else {
       if (pr.path == kPathS8) {
         p.a_stride = 32 * p.kw;
@@ -526,13 +527,14 @@ void unpack(FILE* in, FILE* out, int n, int kind) {
 
 void quant(FILE* in, FILE* out, const int* h) {
   const int M = h[1], K = h[2], bits = h[3], sym = h[4];
+  const float clip = bitcast<float>(h[5]);  // the clip ratio's fp32 bits
   const std::vector<float> x = take<float>(in, (size_t)M * K);
   std::vector<float> scale(M);
   std::vector<int32_t> zero(M), codes((size_t)M * K);
   for (int m = 0; m < M; ++m) {
     float lo = INFINITY, hi = -INFINITY;
     for (int k = 0; k < K; ++k) lo = fminf(lo, x[(size_t)m * K + k]), hi = fmaxf(hi, x[(size_t)m * K + k]);
-    const ActQ q = act_qparams(lo, hi, bits, sym);
+    const ActQ q = act_qparams(lo, hi, clip, bits, sym);
     scale[m] = q.scale;
     zero[m] = q.zero_point;
     for (int k = 0; k < K; ++k) codes[(size_t)m * K + k] = act_code(x[(size_t)m * K + k], q);
@@ -569,7 +571,7 @@ int main(int argc, char** argv) {
         case 8: unpack<8>(in, out, n, kind); break;
         default: throw std::runtime_error("bad Q");
       }
-    } else if (h[0] == 2) {
+    } else if (h[0] == 2) {  // quantizer: M, K, bits, sym, clip (its fp32 bits)
       quant(in, out, h.data());
     } else {
       throw std::runtime_error("bad mode");

@@ -127,12 +127,12 @@ def test_act_quant_pack_exact(bits: int, sym: bool, dtype: torch.dtype, int8: bo
     for m, _, k in SHAPES:
         x = (torch.randn(m, k, generator=gen) * 4).to(dtype)
         x[0, : k // 2] = 0.5  # ties and repeated values
-        packed, scale, zero, rowsum = (t.cpu() for t in ops._act_ref(x, bits, sym, int8))
+        packed, scale, zero, rowsum = (t.cpu() for t in ops._act_ref(x, bits, sym, 1.0, int8))
         xd = x.to(DEV)
         outs = [torch.full_like(t, -7, device=DEV) if t.dtype != torch.float32
                 else torch.full_like(t, float("nan"), device=DEV)
                 for t in (packed, scale, zero, rowsum)]
-        EXT.act_quant_pack(xd, *outs, bits, sym, int8, _stream())
+        EXT.act_quant_pack(xd, *outs, bits, sym, 1.0, int8, _stream())
         torch.cuda.synchronize()
         got = [t.cpu() for t in outs]
         assert torch.equal(got[1], scale), "scale"
@@ -192,14 +192,14 @@ def test_fused_linear_equals_op_chain(w_bits: int, a_bits: int, int8: bool,
         wargs = (ref.pack_planes(w, w_bits).to(DEV), torch.rand(n, generator=gen).to(DEV),
                  torch.randint(0, 2**w_bits, (n,), generator=gen, dtype=torch.int32).to(DEV),
                  w.sum(1, dtype=torch.int32).to(DEV), torch.randn(n, generator=gen).to(DEV))
-        fused = ops.fused_linear(x, *wargs, k, a_bits, False, int8)
+        fused = ops.fused_linear(x, *wargs, k, a_bits, False, 1.0, int8)
         gemm = ops.s8_gemm if int8 else ops.btc_gemm
-        chain = gemm(*ops.act_quant_pack(x, a_bits, False, int8), *wargs, k, dtype)
+        chain = gemm(*ops.act_quant_pack(x, a_bits, False, 1.0, int8), *wargs, k, dtype)
         assert torch.equal(fused, chain), (m, n, k)
-        cpu = gemm(*ops._act_ref(x.cpu(), a_bits, False, int8), *(t.cpu() for t in wargs), k,
+        cpu = gemm(*ops._act_ref(x.cpu(), a_bits, False, 1.0, int8), *(t.cpu() for t in wargs), k,
                    torch.float32)
         _assert_close_or_overflow(fused.cpu(), cpu)
-        again = ops.fused_linear(x, *wargs, k, a_bits, False, int8)  # counters were reset
+        again = ops.fused_linear(x, *wargs, k, a_bits, False, 1.0, int8)  # counters were reset
         assert torch.equal(again, fused)
 
 
@@ -315,7 +315,7 @@ def test_op_chain_exact(w_bits: int, a_bits: int, sym: bool, m: int) -> None:
              w.sum(1, dtype=torch.int32), None, k, torch.int32)
     for int8 in ([False, True] if a_bits == 8 else [False]):
         gemm = ops.s8_gemm if int8 else ops.btc_gemm
-        cpu = gemm(*ops.act_quant_pack(x, a_bits, sym, int8), wp, *wargs)
-        act = ops.act_quant_pack(x.to(DEV), a_bits, sym, int8)
+        cpu = gemm(*ops.act_quant_pack(x, a_bits, sym, 1.0, int8), wp, *wargs)
+        act = ops.act_quant_pack(x.to(DEV), a_bits, sym, 1.0, int8)
         gpu = gemm(*act, wp.to(DEV), *(t.to(DEV) if torch.is_tensor(t) else t for t in wargs))
         assert torch.equal(gpu.cpu(), cpu), int8

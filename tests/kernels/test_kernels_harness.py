@@ -4,8 +4,9 @@ Checked bit for bit against the Python reference: the A16 unpacker (magic-number
 every W and both half types, the s8 unpacker, the shared activation quantizer, and whole GEMV
 problems through the kernel's plan, loads, split-K partials and epilogue: multi-trip shapes
 (1, 40, 9000) and (8, 33, 11008), W8A8 at K = 28672, fused activation quantization, odd N,
-A16 activations wider than K (the padding must not count). Integer results are exact; fp16/bf16
-outputs are recomputed with the kernel's own fp32 formula and compared bit for bit.
+A16 activations wider than K (the padding must not count), activation clip ratios < 1.
+Integer results are exact; fp16/bf16 outputs are recomputed with the kernel's own fp32 formula
+and compared bit for bit.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from harness import GemvCase, bits16, build_harness, run, run_gemv
+from harness import GemvCase, bits16, build_harness, float_bits, run, run_gemv
 
 from abqlab.kernels import reference as ref
 
@@ -90,17 +91,18 @@ def test_unpack_s8_bit_exact(exe, q: int) -> None:
 
 @pytest.mark.parametrize(("bits", "sym"), [(8, False), (8, True), (4, True), (2, False),
                                            (1, False), (5, True)])
-def test_quantizer_matches_reference(exe, bits: int, sym: bool) -> None:
+@pytest.mark.parametrize("clip", [1.0, 0.9, 0.37])
+def test_quantizer_matches_reference(exe, bits: int, sym: bool, clip: float) -> None:
     gen = torch.Generator().manual_seed(bits)
     x = (torch.randn(5, 333, generator=gen) * 3).to(torch.float16).float()
     x[0, :100] = 0.5  # ties
     x[1] = 0.0  # constant row
     m, k = x.shape
-    data = run(exe, [2, m, k, bits, int(sym)], [x.numpy()])
+    data = run(exe, [2, m, k, bits, int(sym), float_bits(clip)], [x.numpy()])
     scale = np.frombuffer(data[:4 * m], dtype=np.float32)
     zero = np.frombuffer(data[4 * m:8 * m], dtype=np.int32)
     codes = np.frombuffer(data[8 * m:], dtype=np.int32).reshape(m, k)
-    aq = ref.quantize_act(x, bits, sym)
+    aq = ref.quantize_act(x, bits, sym, clip)
     assert np.array_equal(scale, aq.scale.numpy())
     assert np.array_equal(zero, aq.zero.numpy())
     assert np.array_equal(codes, aq.codes.numpy())
@@ -169,7 +171,7 @@ def _check(exe, c: GemvCase) -> None:
         torch.testing.assert_close(r.out.float(), y.float(), rtol=tol, atol=tol)
         return
     if c.fused:
-        aq = ref.quantize_act(t["x"][:, :c.k], c.a_bits, c.sym)
+        aq = ref.quantize_act(t["x"][:, :c.k], c.a_bits, c.sym, c.clip)
         sa_codes = aq.codes.long().sum(1)
         e_ref = ref.int_dot(aq.codes, w) - t["w_zero"].long()[None, :] * sa_codes[:, None]
         e = r.raw.long() + ksa * sw[None, :] - ksa * kcw * c.k
@@ -197,6 +199,8 @@ MULTI_TRIP = [
     GemvCase("s8", 4, 8, 1, 40, 9000, fused=True, sym=True),
     GemvCase("btc", 2, 8, 1, 40, 9000, out_i32=True),
     GemvCase("btc", 4, 4, 8, 33, 11008, fused=True, sym=True),
+    GemvCase("btc", 4, 4, 3, 33, 5000, fused=True, clip=0.85),  # clipped ranges
+    GemvCase("s8", 4, 8, 2, 40, 3000, fused=True, sym=True, clip=0.9, dtype=torch.bfloat16),
     GemvCase("a16", 2, 16, 1, 40, 9000, group=128),
     GemvCase("a16", 4, 16, 8, 33, 11008, group=128, dtype=torch.bfloat16),
     GemvCase("a16", 3, 16, 5, 37, 1000, x_pad=24, sms=1),  # x wider than K
@@ -245,7 +249,7 @@ def test_gemv_s8_every_width(exe, q: int, fused: bool) -> None:
 @pytest.mark.parametrize("fused", [False, True])
 def test_gemv_btc_pairs(exe, q: int, p: int, fused: bool) -> None:
     _check(exe, GemvCase("btc", q, p, 7, 130, 300, fused=fused, out_i32=not fused,
-                         sym=fused and p >= 2, seed=p))
+                         sym=fused and p >= 2, seed=p, clip=0.8 if fused and q % 2 else 1.0))
 
 
 PIPE = [  # the pipelined GEMM (M >= 256): partial M and N tiles, several stages of the ring

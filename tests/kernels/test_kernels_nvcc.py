@@ -160,7 +160,7 @@ def test_binding_builds_and_imports(out_dir: Path) -> None:
         assert hasattr(mod, fn)
     x = torch.zeros(2, 64)
     with pytest.raises(RuntimeError, match="CUDA tensor"):
-        mod.act_quant_pack(x, x, x, x, x, 4, False, False, 0)
+        mod.act_quant_pack(x, x, x, x, x, 4, False, 1.0, False, 0)
     assert mod.workspace_bytes(8, 4096) >= 8 * 4096 * 8  # split partials are int64 / fp32
 
 
@@ -172,7 +172,8 @@ class _Params(ctypes.Structure):
         "out")] + [(n, ctypes.c_int) for n in (
             "M", "N", "K", "kw", "a_stride", "groups", "group_size", "out_kind")] + [
         ("x", ctypes.c_void_p), ("x_dtype", ctypes.c_int), ("x_stride", ctypes.c_int),
-        ("a_bits", ctypes.c_int), ("a_sym", ctypes.c_int), ("workspace", ctypes.c_void_p),
+        ("a_bits", ctypes.c_int), ("a_sym", ctypes.c_int), ("a_clip", ctypes.c_float),
+        ("workspace", ctypes.c_void_p),
         ("counters", ctypes.c_void_p)]
 
 
@@ -201,11 +202,34 @@ def test_c_api_enforces_int32_rule(out_dir: Path) -> None:
     assert lib.abq_s8_gemm(params(40000), 8, None) == invalid
     assert lib.abq_btc_gemm(params(2**20), 2, 2, None) == 0
     assert lib.abq_btc_gemm(params(300, kw=15), 2, 2, None) == invalid  # kw % 8 != 0
-    # fused activation quantization: GEMV only (M <= 8) and 16-byte aligned rows
-    assert lib.abq_s8_gemm(params(256, m=9, x=16, x_stride=256, a_bits=8, out_kind=1), 4,
+    # fused activation quantization: GEMV only (M <= 8), 16-byte aligned rows, clip in (0, 1]
+    fused = {"x": 16, "x_stride": 256, "a_bits": 8, "out_kind": 1, "a_clip": 1.0}
+    assert lib.abq_s8_gemm(params(256, **fused), 4, None) == 0  # M = 0: valid, nothing to do
+    assert lib.abq_s8_gemm(params(256, **{**fused, "a_clip": 0.9}), 4, None) == 0
+    assert lib.abq_s8_gemm(params(256, m=9, **fused), 4, None) == invalid
+    assert lib.abq_s8_gemm(params(256, **{**fused, "x_dtype": 1, "x_stride": 260}), 4,
                            None) == invalid
-    assert lib.abq_s8_gemm(params(256, x=16, x_dtype=1, x_stride=260, a_bits=8, out_kind=1),
-                           4,
-                           None) == invalid
+    for clip in (0.0, -0.5, 1.5, float("nan")):
+        assert lib.abq_s8_gemm(params(256, **{**fused, "a_clip": clip}), 4, None) == invalid
     assert lib.abq_a16_gemm(params(256, groups=1, group_size=256), 4, 0, None) == invalid  # no w_sz
     assert b"invalid argument" in lib.abq_error_string(invalid)
+
+
+class _ActParams(ctypes.Structure):
+    """ctypes mirror of AbqActParams (csrc/include/abq/params.h)."""
+
+    _fields_ = [("x", ctypes.c_void_p)] + [(n, ctypes.c_int) for n in (
+        "x_dtype", "M", "K", "x_stride", "bits", "sym")] + [
+        ("clip", ctypes.c_float), ("mode", ctypes.c_int), ("out", ctypes.c_void_p),
+        ("kw", ctypes.c_int)] + [(n, ctypes.c_void_p) for n in ("scale", "zero", "rowsum")]
+
+
+def test_c_api_act_quant_pack_clip_rule(out_dir: Path) -> None:
+    """The activation quantizer takes clip ratios in (0, 1] only (checked before any launch)."""
+    pytest.importorskip("torch")
+    lib = ctypes.CDLL(str(build.build_extension(ARCHES, verbose=False, jobs=1)))
+    lib.abq_act_quant_pack.argtypes = [ctypes.POINTER(_ActParams), ctypes.c_void_p]
+    for clip, rc in ((1.0, 0), (0.9, 0), (1e-3, 0), (0.0, 1), (-1.0, 1), (1.01, 1),
+                     (float("nan"), 1)):
+        p = _ActParams(M=0, K=300, bits=4, kw=16, clip=clip)  # M = 0: valid, nothing launched
+        assert lib.abq_act_quant_pack(p, None) == rc, clip

@@ -27,7 +27,7 @@ def test_ops_registered_in_namespace() -> None:
 def test_act_quant_pack_reference(int8: bool) -> None:
     x = torch.randn(5, 700, dtype=torch.float16)
     bits = 8 if int8 else 3
-    packed, scale, zero, rowsum = ops.act_quant_pack(x, bits, False, int8)
+    packed, scale, zero, rowsum = ops.act_quant_pack(x, bits, False, 1.0, int8)
     aq = ref.quantize_act(x, bits, False)
     assert torch.equal(scale, aq.scale) and torch.equal(zero, aq.zero)
     assert torch.equal(rowsum, aq.codes.sum(1, dtype=torch.int32))
@@ -42,9 +42,9 @@ def test_act_quant_pack_reference(int8: bool) -> None:
 def test_fake_impls_shapes() -> None:
     with FakeTensorMode():
         x = torch.empty(7, 300, dtype=torch.float16)
-        packed, scale, zero, rowsum = ops.act_quant_pack(x, 4, True, False)
+        packed, scale, zero, rowsum = ops.act_quant_pack(x, 4, True, 0.9, False)
         assert packed.shape == (4, 7, 16) and scale.shape == (7,) and zero.dtype == torch.int32
-        a8, *_ = ops.act_quant_pack(x, 8, False, True)
+        a8, *_ = ops.act_quant_pack(x, 8, False, 1.0, True)
         assert a8.shape == (7, 512) and a8.dtype == torch.int8
         wp = torch.empty(3, 33, 16, dtype=torch.int32)
         f, i = torch.empty(33), torch.empty(33, dtype=torch.int32)
@@ -54,14 +54,14 @@ def test_fake_impls_shapes() -> None:
         assert y.shape == (7, 33) and y.dtype == torch.int32
         y = ops.a16_gemm(x, wp, torch.empty(33, 3, 2, dtype=torch.float16), 128, 300, None)
         assert y.shape == (7, 33) and y.dtype == torch.float16
-        y = ops.fused_linear(x, wp, f, i, i, None, 300, 4, True, False)
+        y = ops.fused_linear(x, wp, f, i, i, None, 300, 4, True, 0.9, False)
         assert y.shape == (7, 33) and y.dtype == torch.float16
 
 
 def test_opcheck_btc_gemm() -> None:
     torch.manual_seed(0)
     x = torch.randn(3, 100)
-    packed, sa, za, asum = ops.act_quant_pack(x, 4, False, False)
+    packed, sa, za, asum = ops.act_quant_pack(x, 4, False, 1.0, False)
     w = torch.randint(0, 4, (9, 100), dtype=torch.int32)
     wp = ref.pack_planes(w, 2)
     args = (packed, sa, za, asum, wp, torch.rand(9), torch.ones(9, dtype=torch.int32),
@@ -78,8 +78,8 @@ def test_btc_and_s8_ops_agree(out_dtype: torch.dtype) -> None:
     wp = ref.pack_planes(w, 3)
     wargs = (wp, torch.rand(6), torch.full((6,), 3, dtype=torch.int32),
              w.sum(1, dtype=torch.int32), torch.randn(6), k, out_dtype)
-    yb = ops.btc_gemm(*ops.act_quant_pack(x, 8, False, False), *wargs)
-    ys = ops.s8_gemm(*ops.act_quant_pack(x, 8, False, True), *wargs)
+    yb = ops.btc_gemm(*ops.act_quant_pack(x, 8, False, 1.0, False), *wargs)
+    ys = ops.s8_gemm(*ops.act_quant_pack(x, 8, False, 1.0, True), *wargs)
     assert torch.equal(yb, ys)
 
 

@@ -85,7 +85,7 @@ __device__ __forceinline__ float chunk_elem(const uint4& v, int dtype, int e) {
 }
 
 // Per-token min/max over all K columns (16-byte loads, every thread), one block reduction,
-// then the quantizer of each token in info.q (identical in every block).
+// then the quantizer of each token (range times p.a_clip) in info.q (identical in every block).
 __device__ inline void act_qparams_block(const AbqGemmParams& p, TokInfo& info) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int per = p.x_dtype == ABQ_IN_F32 ? 4 : 8;  // elements per 16-byte chunk
@@ -119,7 +119,7 @@ __device__ inline void act_qparams_block(const AbqGemmParams& p, TokInfo& info) 
       lo = fminf(lo, info.lo[w][threadIdx.x]);
       hi = fmaxf(hi, info.hi[w][threadIdx.x]);
     }
-    info.q[threadIdx.x] = act_qparams(lo, hi, p.a_bits, p.a_sym);
+    info.q[threadIdx.x] = act_qparams(lo, hi, p.a_clip, p.a_bits, p.a_sym);
     info.sa[threadIdx.x] = 0;
   }
   __syncthreads();

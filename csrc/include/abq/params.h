@@ -42,6 +42,7 @@ typedef struct AbqGemmParams {
   const void* x;          // [M][x_stride] activations (ABQ_IN_*), NULL = pre-quantized `a`
   int x_dtype, x_stride;
   int a_bits, a_sym;      // per-token quantizer (bits 1..8 for btc, 8 for s8)
+  float a_clip;           // range ratio in (0, 1]: per-token [min * a_clip, max * a_clip]
   // Split-K scratch of the GEMV kernels (NULL: no split).
   void* workspace;        // >= abq_gemv_workspace_bytes(M, N) bytes
   int32_t* counters;      // >= ceil(N / 128) ints, zero before the first call (kernels reset them)
@@ -54,6 +55,7 @@ typedef struct AbqActParams {
   int M, K, x_stride;
   int bits;           // 1..8
   int sym;            // 0: asymmetric min/max, 1: symmetric absmax (bits >= 2)
+  float clip;         // range ratio in (0, 1]: [min * clip, max * clip] (1: min/max)
   int mode;           // ABQ_ACT_PLANES or ABQ_ACT_INT8
   void* out;          // planes: u32 [bits][M][kw]; int8: [M][32*kw] holding (code - 128)
   int kw;             // words per packed row (multiple of 8)

@@ -1,10 +1,12 @@
 // Dynamic per-token activation quantization, one definition for every kernel (host/device).
 //
 // Must match abqlab.kernels.reference.quantize_act bit for bit: fp32 math, IEEE division
-// (no fast-math), rintf = round half to even = torch.round.
-//   asym: scale = max(xmax - xmin, 1e-8) / (2^p - 1); zero = rint(-xmin / scale);
+// (no fast-math), rintf = round half to even = torch.round. The per-token range [lo, hi] is first
+// shrunk by the clip ratio c in (0, 1]: lo = fl(xmin * c), hi = fl(xmax * c), two rounded fp32
+// products (never contracted into an FMA with the subtraction below), as FakeQuantLinear does.
+//   asym: scale = max(hi - lo, 1e-8) / (2^p - 1); zero = rint(-lo / scale);
 //         q = clamp(rint(x / scale) + zero, 0, 2^p - 1)
-//   sym:  scale = max(amax, 1e-8) / (2^(p-1) - 1); q = clamp(rint(x / scale), -2^(p-1),
+//   sym:  scale = max(|lo|, |hi|, 1e-8) / (2^(p-1) - 1); q = clamp(rint(x / scale), -2^(p-1),
 //         2^(p-1) - 1) + 2^(p-1); zero = 2^(p-1)
 #pragma once
 #include <math.h>
@@ -20,7 +22,18 @@ struct ActQ {
   int zero_point;     // the reported integer zero point
 };
 
-ABQ_HD ActQ act_qparams(float lo, float hi, int bits, int sym) {
+// fp32 product rounded on its own: on the device __fmul_rn is never fused into an FMA.
+ABQ_HD float mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+// Quantizer of one token from its min / max and the clip ratio.
+ABQ_HD ActQ act_qparams(float xmin, float xmax, float clip, int bits, int sym) {
+  const float lo = mul_rn(xmin, clip), hi = mul_rn(xmax, clip);
   ActQ q;
   if (sym) {
     const int half = 1 << (bits - 1);

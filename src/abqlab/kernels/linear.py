@@ -2,7 +2,9 @@
 
 Export schema (``abqlab.quant`` produces it): ``qweight`` uint8 [out, in] codes in
 [0, w_levels-1]; ``scale``/``zero`` float32 [out, n_groups] (zero integer-valued);
-``group_size``; ``w_bits``; ``w_levels``; ``a_bits`` (16 = weight-only); ``a_sym``; ``bias``.
+``group_size``; ``w_bits``; ``w_levels``; ``a_bits`` (16 = weight-only); ``a_sym``; ``bias``;
+optional (older exports lack it): ``a_clip`` (float in (0, 1], default 1: the per-token range
+is [min·a_clip, max·a_clip]).
 
 Weight-only layers keep (scale, zero) per activation dtype: fp32 (CPU reference) and fp16 /
 bf16 (what the CUDA kernels read; the scale is rounded to that dtype, the product
@@ -69,13 +71,21 @@ def a16_exact(export: Mapping[str, Any], dtype: torch.dtype) -> bool:
                 and not ((st == 0) & (scale != 0)).any())
 
 
+def a_clip(export: Mapping[str, Any]) -> float:
+    """The export's activation clip ratio (1.0 for exports that predate it)."""
+    clip = float(export.get("a_clip", 1.0))
+    ref.check_clip(clip)
+    return clip
+
+
 def fake_quant_linear(x: Tensor, export: Mapping[str, Any]) -> Tensor:
-    """Semantic reference: quantize-dequantize x per token, dequantize W, float64 matmul."""
+    """Semantic reference: quantize-dequantize x per token (range × a_clip), dequantize W,
+    float64 matmul."""
     w = ref.dequant_weight(export["qweight"], export["scale"], export["zero"],
                            int(export["group_size"])).double()
     x2 = x.reshape(-1, x.shape[-1])
     if int(export["a_bits"]) < 16:
-        aq = ref.quantize_act(x2, int(export["a_bits"]), bool(export["a_sym"]))
+        aq = ref.quantize_act(x2, int(export["a_bits"]), bool(export["a_sym"]), a_clip(export))
         x2 = (aq.codes - aq.zero[:, None]).double() * aq.scale.double()[:, None]
     y = x2.double() @ w.T
     if export.get("bias") is not None:
@@ -99,6 +109,7 @@ class QuantLinear(nn.Module):
         self.w_levels = int(export["w_levels"])
         self.a_bits = int(export["a_bits"])
         self.a_sym = bool(export["a_sym"])
+        self.a_clip = a_clip(export)
         self.group_size = int(export["group_size"])
         self.backend = backend
         if self.a_bits < 16 and not 1 <= self.a_bits <= 8:
@@ -123,7 +134,8 @@ class QuantLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, W{self.w_bits}"
                 f"({self.w_levels} levels, {self.storage_bits} planes) A{self.a_bits}"
-                f"{' sym' if self.a_sym else ''}, group={self.group_size}, backend={self.backend}")
+                f"{' sym' if self.a_sym else ''} clip={self.a_clip}, group={self.group_size}, "
+                f"backend={self.backend}")
 
     def forward(self, x: Tensor) -> Tensor:
         lead = x.shape[:-1]
@@ -140,7 +152,8 @@ class QuantLinear(nn.Module):
         else:
             use_s8 = self.backend == "s8" or (self.backend == "auto" and self.a_bits == 8)
             y = ops.fused_linear(x2, self.planes, self.scale_c, self.zero_i, self.w_sum,
-                                 self.bias, self.in_features, self.a_bits, self.a_sym, use_s8)
+                                 self.bias, self.in_features, self.a_bits, self.a_sym,
+                                 self.a_clip, use_s8)
             y = y.to(x.dtype)
         return y.reshape(*lead, self.out_features)
 
@@ -150,7 +163,7 @@ class QuantLinear(nn.Module):
                 "CUDA kernels with activation quantization support per-channel weights only "
                 f"(group_size == in_features); got group_size={self.group_size}"
             )
-        aq = ref.quantize_act(x2, self.a_bits, self.a_sym)
+        aq = ref.quantize_act(x2, self.a_bits, self.a_sym, self.a_clip)
         xq = (aq.codes - aq.zero[:, None]).float() * aq.scale[:, None]
         codes = ref.unpack_planes(self.planes, self.in_features)
         w = ref.dequant_weight(codes, self.sz32[..., 0], self.sz32[..., 1], self.group_size)

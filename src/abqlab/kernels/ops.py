@@ -4,11 +4,13 @@ Each op has a reference implementation (any device, exact integer math), a fake 
 implementation for tracing, and a CUDA implementation that calls the compiled kernels when the
 extension is loaded (otherwise the reference runs on the CUDA tensors).
 
-* ``abqlab::act_quant_pack(x, bits, sym, int8)`` -> (packed, scale, zero, rowsum)
+* ``abqlab::act_quant_pack(x, bits, sym, clip, int8)`` -> (packed, scale, zero, rowsum); the
+  per-token range is [min·clip, max·clip] (``clip`` in (0, 1], 1 = min/max)
 * ``abqlab::btc_gemm(a_planes, a_scale, a_zero, a_sum, w_planes, w_scale, w_zero, w_sum, bias,
   k, out_dtype)``: bit-plane GEMM; ``out_dtype`` int32 returns the raw ``sum_k A_u W_u``
 * ``abqlab::s8_gemm(a_i8, ...same...)``: weights unpacked to int8, activations int8 (A8)
-* ``abqlab::fused_linear(x, w_planes, w_scale, w_zero, w_sum, bias, k, a_bits, a_sym, int8)``:
+* ``abqlab::fused_linear(x, w_planes, w_scale, w_zero, w_sum, bias, k, a_bits, a_sym, a_clip,
+  int8)``:
   act_quant_pack + btc/s8 GEMM in one op; on CUDA with M <= 8 one kernel does both
 * ``abqlab::a16_gemm(x, w_planes, w_sz, group_size, k, bias)``: weight-only; ``w_sz`` holds the
   (scale, zero) of each group as ``[N, groups, 2]`` in the activations' dtype (fp32 on CPU)
@@ -65,8 +67,8 @@ def check_int_range(a_bits: int, w_bits: int, k: int) -> None:
 
 
 # ------------------------------------------------------------------ act_quant_pack
-def _act_ref(x: Tensor, bits: int, sym: bool, int8: bool) -> Quad:
-    aq = ref.quantize_act(x, bits, sym)
+def _act_ref(x: Tensor, bits: int, sym: bool, clip: float, int8: bool) -> Quad:
+    aq = ref.quantize_act(x, bits, sym, clip)
     m, k = aq.codes.shape
     if int8:
         packed = torch.zeros(m, 32 * ref.padded_words(k), dtype=torch.int8, device=x.device)
@@ -77,15 +79,16 @@ def _act_ref(x: Tensor, bits: int, sym: bool, int8: bool) -> Quad:
 
 
 @torch.library.custom_op("abqlab::act_quant_pack", mutates_args=())
-def act_quant_pack(x: Tensor, bits: int, sym: bool, int8: bool) -> Quad:
-    """Per-token quantization of ``x [M, K]`` + packing (bit planes or int8 = code - 128)."""
+def act_quant_pack(x: Tensor, bits: int, sym: bool, clip: float, int8: bool) -> Quad:
+    """Per-token quantization of ``x [M, K]`` (range × ``clip``) + packing (bit planes or
+    int8 = code - 128)."""
     if x.dim() != 2:
         raise ValueError(f"x must be 2-D, got shape {tuple(x.shape)}")
-    return _act_ref(x, bits, sym, int8)
+    return _act_ref(x, bits, sym, clip, int8)
 
 
 @act_quant_pack.register_fake
-def _act_fake(x: Tensor, bits: int, sym: bool, int8: bool) -> Quad:
+def _act_fake(x: Tensor, bits: int, sym: bool, clip: float, int8: bool) -> Quad:
     m, k = x.shape
     kw = ref.padded_words(k)
     if int8:
@@ -97,17 +100,18 @@ def _act_fake(x: Tensor, bits: int, sym: bool, int8: bool) -> Quad:
 
 
 @act_quant_pack.register_kernel("cuda")
-def _act_cuda(x: Tensor, bits: int, sym: bool, int8: bool) -> Quad:
+def _act_cuda(x: Tensor, bits: int, sym: bool, clip: float, int8: bool) -> Quad:
     ext = _ext.load()
     if ext is None:
-        return _act_ref(x, bits, sym, int8)
+        return _act_ref(x, bits, sym, clip, int8)
     if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise TypeError(f"act_quant_pack: unsupported dtype {x.dtype}")
     if not 1 <= bits <= 8 or (sym and bits < 2):
         raise ValueError(f"act_quant_pack: unsupported bits={bits} sym={sym}")
+    ref.check_clip(clip)
     x = x.contiguous()
-    packed, scale, zero, rowsum = _act_fake(x, bits, sym, int8)
-    ext.act_quant_pack(x, packed, scale, zero, rowsum, bits, sym, int8, _stream(x))
+    packed, scale, zero, rowsum = _act_fake(x, bits, sym, clip, int8)
+    ext.act_quant_pack(x, packed, scale, zero, rowsum, bits, sym, clip, int8, _stream(x))
     return packed, scale, zero, rowsum
 
 
@@ -194,9 +198,10 @@ def _s8_cuda(a_i8: Tensor, a_scale: Tensor, a_zero: Tensor, a_sum: Tensor, w_pla
 
 # ------------------------------------------------------------------ fused (decode)
 def _fused_ref(x: Tensor, w_planes: Tensor, w_scale: Tensor, w_zero: Tensor, w_sum: Tensor,
-               bias: Tensor | None, k: int, a_bits: int, a_sym: bool, int8: bool) -> Tensor:
+               bias: Tensor | None, k: int, a_bits: int, a_sym: bool, a_clip: float,
+               int8: bool) -> Tensor:
     """``act_quant_pack(x[:, :k])`` then the btc / s8 GEMM; output in x's dtype (fp32 on CPU)."""
-    packed, sa, za, asum = _act_ref(x[:, :k], a_bits, a_sym, int8)
+    packed, sa, za, asum = _act_ref(x[:, :k], a_bits, a_sym, a_clip, int8)
     gemm = _s8_ref if int8 else _btc_ref
     out_dtype = x.dtype if x.dtype in (torch.float16, torch.bfloat16) else torch.float32
     return gemm(packed, sa, za, asum, w_planes, w_scale, w_zero, w_sum, bias, k, out_dtype)
@@ -207,25 +212,28 @@ fused_linear = torch.library.custom_op("abqlab::fused_linear", _fused_ref, mutat
 
 @fused_linear.register_fake
 def _fused_fake(x: Tensor, w_planes: Tensor, w_scale: Tensor, w_zero: Tensor, w_sum: Tensor,
-                bias: Tensor | None, k: int, a_bits: int, a_sym: bool, int8: bool) -> Tensor:
+                bias: Tensor | None, k: int, a_bits: int, a_sym: bool, a_clip: float,
+                int8: bool) -> Tensor:
     out_dtype = x.dtype if x.dtype in (torch.float16, torch.bfloat16) else torch.float32
     return x.new_empty((x.shape[0], w_planes.shape[1]), dtype=out_dtype)
 
 
 @fused_linear.register_kernel("cuda")
 def _fused_cuda(x: Tensor, w_planes: Tensor, w_scale: Tensor, w_zero: Tensor, w_sum: Tensor,
-                bias: Tensor | None, k: int, a_bits: int, a_sym: bool, int8: bool) -> Tensor:
+                bias: Tensor | None, k: int, a_bits: int, a_sym: bool, a_clip: float,
+                int8: bool) -> Tensor:
     ext = _ext.load()
-    args = (x, w_planes, w_scale, w_zero, w_sum, bias, k, a_bits, a_sym, int8)
+    args = (x, w_planes, w_scale, w_zero, w_sum, bias, k, a_bits, a_sym, a_clip, int8)
     if ext is None:
         return _fused_ref(*args)
     if x.dtype not in (torch.float16, torch.bfloat16):
         raise TypeError(f"fused_linear on CUDA needs float16/bfloat16 x, got {x.dtype}")
     check_int_range(8 if int8 else a_bits, w_planes.shape[0], k)
+    ref.check_clip(a_clip)
     if x.shape[0] > 8:  # GEMM path: quantize + pack, then the GEMM kernel
         gemm = s8_gemm if int8 else btc_gemm
-        return gemm(*act_quant_pack(x[:, :k], a_bits, a_sym, int8), w_planes, w_scale, w_zero,
-                    w_sum, bias, k, x.dtype)
+        return gemm(*act_quant_pack(x[:, :k], a_bits, a_sym, a_clip, int8), w_planes, w_scale,
+                    w_zero, w_sum, bias, k, x.dtype)
     x = x[:, :k]
     if k % 8 != 0:  # 16-byte rows for the vector loads (columns past K are ignored)
         x = F.pad(x, (0, 8 - k % 8))
@@ -234,7 +242,7 @@ def _fused_cuda(x: Tensor, w_planes: Tensor, w_scale: Tensor, w_zero: Tensor, w_
     ws, counters = _workspace(ext, x.device, x.shape[0], w_planes.shape[1])
     ext.fused_linear(x, w_planes.contiguous(), w_scale, w_zero, w_sum,
                      None if bias is None else bias.float().contiguous(), out, k, a_bits, a_sym,
-                     int8, ws, counters, _stream(x))
+                     a_clip, int8, ws, counters, _stream(x))
     return out
 
 

@@ -39,24 +39,33 @@ class ActQuant:
     zero: torch.Tensor  # int32 [M]
 
 
-def quantize_act(x: torch.Tensor, bits: int, sym: bool) -> ActQuant:
+def check_clip(clip: float) -> None:
+    """Activation clip ratios live in (0, 1] (1: the full per-token min/max range)."""
+    if not 0.0 < clip <= 1.0:
+        raise ValueError(f"activation clip ratio must be in (0, 1], got {clip}")
+
+
+def quantize_act(x: torch.Tensor, bits: int, sym: bool, clip: float = 1.0) -> ActQuant:
     """Dynamic per-token (per-row) quantization, bit-exact with the CUDA quantizer.
 
-    All math in float32 after casting ``x``; division (not reciprocal multiplication) and
-    ``torch.round`` (half to even), as in csrc/src/act_pack.cu.
+    The row's range is ``[min·clip, max·clip]`` (fp32 products with ``float32(clip)``, as
+    ``FakeQuantLinear.act_range``); sym uses ``max(|min·clip|, |max·clip|)``. All math in float32
+    after casting ``x``; division (not reciprocal multiplication) and ``torch.round`` (half to
+    even), as in csrc/include/abq/quant.cuh.
     """
     if not 1 <= bits <= 8 or (sym and bits < 2):
         raise ValueError(f"unsupported activation bits={bits} sym={sym}")
+    check_clip(clip)
     xf = x.float().reshape(-1, x.shape[-1])
+    lo, hi = xf.amin(dim=-1) * clip, xf.amax(dim=-1) * clip
     if sym:
         half = 2 ** (bits - 1)
-        scale = xf.abs().amax(dim=-1).clamp(min=1e-8) / (half - 1)
+        scale = torch.maximum(lo.abs(), hi.abs()).clamp(min=1e-8) / (half - 1)
         q = torch.clamp(torch.round(xf / scale[:, None]), -half, half - 1) + half
         zero = torch.full_like(scale, half)
     else:
-        xmin, xmax = xf.amin(dim=-1), xf.amax(dim=-1)
-        scale = (xmax - xmin).clamp(min=1e-8) / (2**bits - 1)
-        zero = torch.round(-xmin / scale)
+        scale = (hi - lo).clamp(min=1e-8) / (2**bits - 1)
+        zero = torch.round(-lo / scale)
         q = torch.clamp(torch.round(xf / scale[:, None]) + zero[:, None], 0, 2**bits - 1)
     return ActQuant(q.to(torch.int32), scale, zero.to(torch.int32))
 
