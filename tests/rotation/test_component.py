@@ -1,5 +1,5 @@
 """The rotation component: config checks, learned (Cayley) head rotations, composition rules,
-the activation clip ratio, export refusal and the quality it buys at W4A4."""
+the activation clip ratio, what the export keeps and the quality it buys at W4A4."""
 
 from __future__ import annotations
 
@@ -106,16 +106,15 @@ def rtn(loaded: LoadedModel, quant: QuantConfig, components: dict) -> LoadedMode
     return loaded
 
 
-def test_export_refuses_online_rotations_and_clip_ratios() -> None:
-    rotated = rtn(tiny_llama(seed=4), QuantConfig(name="w4a8", w_bits=4, a_bits=8),
+def test_export_keeps_online_rotations_and_clip_ratios() -> None:
+    """The kernel path applies both now: a strict export carries them (the numbers are checked
+    end to end in tests/rotation/test_rotated_export.py)."""
+    rotated = rtn(tiny_llama(seed=4), QuantConfig(name="w4a8", w_bits=4, a_bits=8, a_clip=0.9),
                   {"rotation": {}})
-    with pytest.raises(ValueError, match="rotated online"):
-        export_model(rotated.model)
-    assert "model.layers.0.mlp.down_proj" in export_model(rotated.model, strict=False)
-    clipped = rtn(tiny_llama(seed=4), QuantConfig(name="w4a8", w_bits=4, a_bits=8, a_clip=0.9),
-                  {})
-    with pytest.raises(ValueError, match="clip ratio"):
-        export_model(clipped.model)
+    exports = export_model(rotated.model)
+    down = exports["model.layers.0.mlp.down_proj"]
+    assert down["input_rotation"] is not None and down["a_clip"] == 0.9
+    assert exports["model.layers.0.mlp.up_proj"]["input_rotation"] is None
 
 
 def test_rotation_lowers_smollm2_w4a4_rtn_error(smollm2_2layer: LoadedModel) -> None:

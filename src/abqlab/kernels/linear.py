@@ -3,8 +3,10 @@
 Export schema (``abqlab.quant`` produces it): ``qweight`` uint8 [out, in] codes in
 [0, w_levels-1]; ``scale``/``zero`` float32 [out, n_groups] (zero integer-valued);
 ``group_size``; ``w_bits``; ``w_levels``; ``a_bits`` (16 = weight-only); ``a_sym``; ``bias``;
-optional (older exports lack it): ``a_clip`` (float in (0, 1], default 1: the per-token range
-is [min·a_clip, max·a_clip]).
+optional (older exports lack them): ``a_clip`` (float in (0, 1], default 1: the per-token range
+is [min·a_clip, max·a_clip]) and ``input_rotation`` (None, default, or the ``OnlineRotation``
+fields {"signs", "factor", "inner", "inner_hadamard"}: x ↦ x·diag(signs)·(F ⊗ K), applied to the
+input before the activation quantizer, in the input's dtype, by the module's own torch code).
 
 Weight-only layers keep (scale, zero) per activation dtype: fp32 (CPU reference) and fp16 /
 bf16 (what the CUDA kernels read; the scale is rounded to that dtype, the product
@@ -22,6 +24,7 @@ from torch import Tensor, nn
 
 from abqlab.kernels import _ext, ops
 from abqlab.kernels import reference as ref
+from abqlab.rotation.online import OnlineRotation
 
 BACKENDS = ("auto", "btc", "s8")
 
@@ -71,6 +74,15 @@ def a16_exact(export: Mapping[str, Any], dtype: torch.dtype) -> bool:
                 and not ((st == 0) & (scale != 0)).any())
 
 
+def input_rotation(export: Mapping[str, Any]) -> OnlineRotation | None:
+    """The export's online input rotation, rebuilt (None when it has none)."""
+    fields = export.get("input_rotation")
+    if fields is None:
+        return None
+    return OnlineRotation(fields["signs"], fields["factor"], int(fields["inner"]),
+                          bool(fields["inner_hadamard"]))
+
+
 def a_clip(export: Mapping[str, Any]) -> float:
     """The export's activation clip ratio (1.0 for exports that predate it)."""
     clip = float(export.get("a_clip", 1.0))
@@ -79,10 +91,13 @@ def a_clip(export: Mapping[str, Any]) -> float:
 
 
 def fake_quant_linear(x: Tensor, export: Mapping[str, Any]) -> Tensor:
-    """Semantic reference: quantize-dequantize x per token (range × a_clip), dequantize W,
-    float64 matmul."""
+    """Semantic reference: rotate x (when the export has an input rotation), quantize-dequantize
+    it per token (range × a_clip), dequantize W, float64 matmul."""
     w = ref.dequant_weight(export["qweight"], export["scale"], export["zero"],
                            int(export["group_size"])).double()
+    rotation = input_rotation(export)
+    if rotation is not None:
+        x = rotation.to(x.device)(x)
     x2 = x.reshape(-1, x.shape[-1])
     if int(export["a_bits"]) < 16:
         aq = ref.quantize_act(x2, int(export["a_bits"]), bool(export["a_sym"]), a_clip(export))
@@ -110,6 +125,7 @@ class QuantLinear(nn.Module):
         self.a_bits = int(export["a_bits"])
         self.a_sym = bool(export["a_sym"])
         self.a_clip = a_clip(export)
+        self.input_rotation = input_rotation(export)
         self.group_size = int(export["group_size"])
         self.backend = backend
         if self.a_bits < 16 and not 1 <= self.a_bits <= 8:
@@ -138,6 +154,8 @@ class QuantLinear(nn.Module):
                 f"backend={self.backend}")
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.input_rotation is not None:  # before the reshape: as the fake layer's pre-hook
+            x = self.input_rotation(x)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         if self.a_bits >= 16:

@@ -10,6 +10,25 @@ from abqlab.quant.fake_linear import FakeQuantLinear
 from abqlab.quant.lorc import export_factors
 from abqlab.quant.quantizer import quantize_codes
 from abqlab.quant.spec import FP_BITS
+from abqlab.rotation.online import OnlineRotation
+
+
+def export_input_rotation(module: FakeQuantLinear, strict: bool = True) -> dict[str, Any] | None:
+    """The online input rotation as ``{"signs", "factor", "inner", "inner_hadamard"}`` (tensors
+    cloned; ``OnlineRotation(**d)`` rebuilds it), None without one. ``strict``: refuse any other
+    kind of input transform (the kernel path only knows ``OnlineRotation``); else it is dropped."""
+    transform = getattr(module, "input_transform", None)
+    if transform is None:
+        return None
+    if not isinstance(transform, OnlineRotation):
+        if strict:
+            raise ValueError(f"{module.name}: its input transform {type(transform).__name__} is "
+                             "not an OnlineRotation, which is all the kernel path applies; "
+                             "export refused")
+        return None
+    return {"signs": transform.signs.detach().clone(),
+            "factor": transform.factor.detach().clone(),
+            "inner": int(transform.inner), "inner_hadamard": bool(transform.inner_hadamard)}
 
 
 def export_linear(module: FakeQuantLinear, strict: bool = True) -> dict[str, Any]:
@@ -18,16 +37,12 @@ def export_linear(module: FakeQuantLinear, strict: bool = True) -> dict[str, Any
     Call after calibration is baked: any remaining transforms or clipping are applied first.
     ``w_format`` names the number format: for a float format the codes are the element's bit
     patterns and W = value(code) · scale (zero 0; integer kernels must refuse it). ``lorc``:
-    the LoRC factors (quant/lorc.py), or None.
+    the LoRC factors (quant/lorc.py), or None. ``a_clip``: the per-token activation range ratio;
+    ``input_rotation``: the online rotation applied to the input before its quantizer
+    (:func:`export_input_rotation`), or None.
     """
     if module.w_spec is None:
         raise ValueError(f"{module.name}: weights are not quantized; nothing to export")
-    if strict and getattr(module, "input_transform", None) is not None:
-        raise ValueError(f"{module.name}: its input is rotated online (abqlab.rotation), which "
-                         "the kernels do not do; export refused")
-    if strict and module.a_clip < 1.0:
-        raise ValueError(f"{module.name}: activation clip ratio {module.a_clip} < 1, which the "
-                         "kernels do not apply; export refused")
     if module.w_g_idx is not None:
         raise ValueError(f"{module.name}: act-order g_idx groups cannot be exported (use gptq "
                          "groups=static, the same grids in column order)")
@@ -52,12 +67,13 @@ def export_linear(module: FakeQuantLinear, strict: bool = True) -> dict[str, Any
         "bias": None if bias is None else bias.detach().float().clone(),
         "w_format": spec.fmt,
         "lorc": export_factors(module),
+        "input_rotation": export_input_rotation(module, strict),
     }
 
 
 def export_model(model: torch.nn.Module, strict: bool = True) -> dict[str, dict[str, Any]]:
-    """Every quantized linear's export, keyed by its module name. ``strict``: refuse layers the
-    kernels cannot run as exported (an online input rotation, an activation clip ratio)."""
+    """Every quantized linear's export, keyed by its module name. ``strict``: refuse layers
+    whose input transform the kernel path cannot apply (anything but an ``OnlineRotation``)."""
     return {
         module.name: export_linear(module, strict)
         for module in model.modules()
