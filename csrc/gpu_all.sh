@@ -66,7 +66,8 @@ print(subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdo
 EOF
 
 # pytest without the repo conftest (it needs hydra etc., absent on the GPU machine)
-PYTEST=("$PY" -m pytest -p no:cacheprovider --noconftest -m gpu tests/kernels/test_kernels_gpu.py)
+PYTEST=("$PY" -m pytest -p no:cacheprovider --noconftest -m gpu tests/kernels/test_kernels_gpu.py
+        tests/kernels/test_kernels_gpu_clip.py)
 
 step build "$PY" csrc/build.py ext || { echo "build failed: see $LOGS"; exit 1; }
 if [ "$PRESET" = "full" ]; then

@@ -1,12 +1,15 @@
 """GPU checks of the activation clip ratio (and an online input rotation) in the CUDA kernels.
 
-Needs a CUDA GPU and the extension (``python csrc/build.py ext``); run with ``-m gpu``.
+Needs a CUDA GPU and the extension (``python csrc/build.py ext``); run with ``-m gpu``
+(csrc/gpu_all.sh runs it; ``ABQLAB_GPU_QUICK=1`` trims the shapes).
 Exact: act_quant_pack (scale, zero, code sums, packed codes) and the fused GEMV (M <= 8) without
 bias, whose output is ``dtype((sa * sw) * float(E))`` with the exact integer E, so the CPU
 recomputes it bit for bit from the reference quantizer.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -27,6 +30,8 @@ DEV = torch.device("cuda")
 SHAPES = [(1, 37, 300), (5, 16, 512), (8, 100, 1000), (1, 40, 9000), (9, 45, 777),
           (130, 64, 2100)]
 CLIPS = [0.9, 0.55]
+if os.environ.get("ABQLAB_GPU_QUICK") == "1":  # csrc/gpu_all.sh's quick grid / sanitizer
+    SHAPES = [(1, 37, 300), (8, 100, 1000), (9, 45, 777)]
 
 
 def _stream() -> int:
