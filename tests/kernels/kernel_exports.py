@@ -5,7 +5,20 @@ Plain module (not a conftest): the GPU tests run with --noconftest on a machine 
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import torch
+
+from abqlab.kernels import _ext
+
+
+def cuda_extension_or_skip() -> Any:
+    """The loaded CUDA extension; skips the calling test module without a GPU or the build."""
+    if not (torch.cuda.is_available() and _ext.load() is not None):
+        pytest.skip("needs a CUDA GPU and the built extension (python csrc/build.py ext)",
+                    allow_module_level=True)
+    return _ext.load()
 
 
 def random_export(

@@ -12,19 +12,16 @@ import os
 
 import pytest
 import torch
+from kernel_exports import cuda_extension_or_skip
 from kernel_exports import random_export as _export
 
-from abqlab.kernels import _ext, ops
+from abqlab.kernels import ops
 from abqlab.kernels import reference as ref
 from abqlab.kernels.linear import QuantLinear, fake_quant_linear
 
 pytestmark = pytest.mark.gpu
 
-if not (torch.cuda.is_available() and _ext.load() is not None):
-    pytest.skip("needs a CUDA GPU and the built extension (python csrc/build.py ext)",
-                allow_module_level=True)
-
-EXT = _ext.load()
+EXT = cuda_extension_or_skip()
 DEV = torch.device("cuda")
 QUICK = os.environ.get("ABQLAB_GPU_QUICK") == "1"
 # (M, N, K): GEMV (M <= 8: several trips per warp, split-K) and GEMM paths, odd N/K, partial

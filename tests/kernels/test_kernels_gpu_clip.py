@@ -13,19 +13,15 @@ import os
 
 import pytest
 import torch
-from kernel_exports import random_export
+from kernel_exports import cuda_extension_or_skip, random_export
 
-from abqlab.kernels import _ext, ops
+from abqlab.kernels import ops
 from abqlab.kernels import reference as ref
 from abqlab.kernels.linear import QuantLinear, fake_quant_linear
 
 pytestmark = pytest.mark.gpu
 
-if not (torch.cuda.is_available() and _ext.load() is not None):
-    pytest.skip("needs a CUDA GPU and the built extension (python csrc/build.py ext)",
-                allow_module_level=True)
-
-EXT = _ext.load()
+EXT = cuda_extension_or_skip()
 DEV = torch.device("cuda")
 SHAPES = [(1, 37, 300), (5, 16, 512), (8, 100, 1000), (1, 40, 9000), (9, 45, 777),
           (130, 64, 2100)]

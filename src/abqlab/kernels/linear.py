@@ -77,10 +77,7 @@ def a16_exact(export: Mapping[str, Any], dtype: torch.dtype) -> bool:
 def input_rotation(export: Mapping[str, Any]) -> OnlineRotation | None:
     """The export's online input rotation, rebuilt (None when it has none)."""
     fields = export.get("input_rotation")
-    if fields is None:
-        return None
-    return OnlineRotation(fields["signs"], fields["factor"], int(fields["inner"]),
-                          bool(fields["inner_hadamard"]))
+    return None if fields is None else OnlineRotation.from_fields(fields)
 
 
 def a_clip(export: Mapping[str, Any]) -> float:

@@ -14,8 +14,9 @@ from abqlab.rotation.online import OnlineRotation
 
 
 def export_input_rotation(module: FakeQuantLinear, strict: bool = True) -> dict[str, Any] | None:
-    """The online input rotation as ``{"signs", "factor", "inner", "inner_hadamard"}`` (tensors
-    cloned; ``OnlineRotation(**d)`` rebuilds it), None without one. ``strict``: refuse any other
+    """The online input rotation as ``OnlineRotation.fields()`` (``{"signs", "factor", "inner",
+    "inner_hadamard"}``, tensors cloned; ``OnlineRotation.from_fields`` rebuilds it), None without
+    one. ``strict``: refuse any other
     kind of input transform (the kernel path only knows ``OnlineRotation``); else it is dropped."""
     transform = getattr(module, "input_transform", None)
     if transform is None:
@@ -26,9 +27,7 @@ def export_input_rotation(module: FakeQuantLinear, strict: bool = True) -> dict[
                              "not an OnlineRotation, which is all the kernel path applies; "
                              "export refused")
         return None
-    return {"signs": transform.signs.detach().clone(),
-            "factor": transform.factor.detach().clone(),
-            "inner": int(transform.inner), "inner_hadamard": bool(transform.inner_hadamard)}
+    return transform.fields()
 
 
 def export_linear(module: FakeQuantLinear, strict: bool = True) -> dict[str, Any]:

@@ -10,6 +10,7 @@ online and offline sides can never disagree.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,6 +75,17 @@ class OnlineRotation(nn.Module):
     def extra_repr(self) -> str:
         inner = f"H{self.inner}" if self.inner_hadamard else f"I{self.inner}"
         return f"n={self.size}, factor={self.factor.shape[0]}, inner={inner}"
+
+    def fields(self) -> dict[str, Any]:
+        """What rebuilds this rotation (``OnlineRotation.from_fields``); tensors cloned."""
+        return {"signs": self.signs.detach().clone(), "factor": self.factor.detach().clone(),
+                "inner": int(self.inner), "inner_hadamard": bool(self.inner_hadamard)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> OnlineRotation:
+        """The rotation that ``fields()`` describes."""
+        return cls(fields["signs"], fields["factor"], int(fields["inner"]),
+                   bool(fields["inner_hadamard"]))
 
     def mults_per_row(self) -> dict[str, int]:
         """Arithmetic per rotated row: sign flips, FWHT additions, dense multiply-adds."""
